@@ -1,0 +1,111 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: alembic_downgrade
+short_description: Downgrade an Alembic-managed database to an earlier revision
+description:
+  - Runs the C(downgrade()) of each revision above O(target), newest first, in-process through Alembic's Python API
+    and the project's own C(env.py), on one connection and in one transaction.
+  - Reports C(changed=false) when the database is already at O(target).
+  - In check mode nothing is written; C(changed) tells whether anything would be undone. With C(--diff) the SQL is
+    returned as the diff (Alembic offline mode; SQLite table rebuilds cannot render offline and say so).
+version_added: "0.1.0"
+extends_documentation_fragment: [fleet.connection, fleet.project]
+options:
+  target:
+    description:
+      - Revision to downgrade to. V(-N) (N revisions below the current one), V(base) (undo every revision: drops
+        the project's tables), a full revision id or unique prefix of at least four characters, V(<rev>-N) or
+        V(head-N) (also written V(head~N)).
+    type: str
+    required: true
+attributes:
+  check_mode:
+    support: full
+    description: Computes the revisions to undo (and their SQL with C(--diff)) without writing anything.
+  diff_mode:
+    support: full
+    description: Returns the revision before and after, and the SQL as C(prepared).
+author: alembic-fleet
+"""
+
+EXAMPLES = r"""
+- name: Undo the last revision
+  alembic_downgrade:
+    config: migrations/equities/alembic.ini
+    url: postgresql://migrator@db1.example.com:5432/equities
+    password: "{{ lookup('ansible.builtin.env', 'FLEET_PROD_DB_PASSWORD') }}"
+    target: "-1"
+
+- name: Go back to a known revision
+  alembic_downgrade:
+    config: migrations/equities/alembic.ini
+    url: sqlite:////srv/app/var/equities.db
+    target: b2d4f608
+"""
+
+RETURN = r"""
+database:
+  description: Password-free description of the target.
+  returned: always
+  type: str
+target:
+  description: The target as given.
+  returned: when the target parsed
+  type: str
+before:
+  description: Revision ids in the database before the run.
+  returned: always
+  type: list
+  elements: str
+after:
+  description: Revision ids in the database after the run (predicted in check mode).
+  returned: always
+  type: list
+  elements: str
+applied:
+  description: Revisions undone, newest first (empty in check mode). Same keys as in M(alembic_upgrade).
+  returned: always
+  type: list
+  elements: dict
+pending:
+  description: Revisions that would be undone.
+  returned: in check mode, when something would be undone
+  type: list
+  elements: dict
+sql:
+  description: The SQL rendered by Alembic's offline mode.
+  returned: with C(--diff), when something would be undone
+  type: str
+sql_note:
+  description: Why the SQL could not be rendered offline.
+  returned: when rendering failed
+  type: str
+log:
+  description: Alembic's own log lines of the run.
+  returned: success
+  type: list
+  elements: str
+duration:
+  description: Seconds the module spent.
+  returned: success
+  type: float
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.fleet_module import run_module
+from ansible.module_utils.fleet_ops import IMPORT_ERROR, alembic_argument_spec, make_migrate
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=alembic_argument_spec(target=dict(type="str", required=True)),
+        supports_check_mode=True,
+    )
+    run_module(module, make_migrate("downgrade"), IMPORT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: alembic_stamp
+short_description: Record a revision in a database without running migrations
+description:
+  - Writes O(target) into the database's Alembic version table without running any migration, as
+    C(alembic stamp) does. Used to baseline a database whose schema was created outside Alembic.
+  - This trusts the operator that the schema really is at O(target); verify it with M(alembic_verify) afterwards.
+  - Reports C(changed=false) when the database already records O(target). Check mode writes nothing.
+version_added: "0.1.0"
+extends_documentation_fragment: [fleet.connection, fleet.project]
+options:
+  target:
+    description: Revision to record. V(head), V(heads), V(base) (empties the version table) or a revision id or unique prefix.
+    type: str
+    required: true
+attributes:
+  check_mode:
+    support: full
+    description: Reports whether the recorded revision would change, writing nothing.
+  diff_mode:
+    support: full
+    description: Returns the revision before and after and the version-table SQL.
+author: alembic-fleet
+"""
+
+EXAMPLES = r"""
+- name: Baseline an existing database at head
+  alembic_stamp:
+    config: migrations/equities/alembic.ini
+    url: postgresql://migrator@db1.example.com:5432/equities
+    password: "{{ lookup('ansible.builtin.env', 'FLEET_PROD_DB_PASSWORD') }}"
+    target: head
+"""
+
+RETURN = r"""
+database:
+  description: Password-free description of the target.
+  returned: always
+  type: str
+before:
+  description: Revision ids recorded before.
+  returned: always
+  type: list
+  elements: str
+after:
+  description: Revision ids recorded after (predicted in check mode).
+  returned: always
+  type: list
+  elements: str
+duration:
+  description: Seconds the module spent.
+  returned: success
+  type: float
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.fleet_module import run_module
+from ansible.module_utils.fleet_ops import IMPORT_ERROR, alembic_argument_spec, stamp
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=alembic_argument_spec(target=dict(type="str", required=True)),
+        supports_check_mode=True,
+    )
+    run_module(module, stamp, IMPORT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

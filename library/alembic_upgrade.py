@@ -1,0 +1,129 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: alembic_upgrade
+short_description: Upgrade an Alembic-managed database to a target revision
+description:
+  - Runs the project's pending revisions up to O(target) in-process through Alembic's Python API and the project's
+    own C(env.py), on one connection and in one transaction (PostgreSQL and SQLite both have transactional DDL, so a
+    failing revision leaves the database where it was, unless C(env.py) commits per migration).
+  - Reports C(changed=false) when the database is already at O(target).
+  - In check mode nothing is written (not even a missing database or version table); C(changed) tells whether
+    anything is pending. With C(--diff) the SQL that runs (or would run) is returned as the diff, rendered by
+    Alembic's offline mode for the database's dialect.
+version_added: "0.1.0"
+extends_documentation_fragment: [fleet.connection, fleet.project, fleet.create]
+options:
+  target:
+    description:
+      - Revision to upgrade to. V(head) (default), V(heads), a full revision id or a unique prefix of at least four
+        characters, V(+N) (N revisions above the current one), V(<rev>+N), V(head-N) (also written V(head~N) as in
+        the old guides) or V(<branch>@head).
+    type: str
+    default: head
+attributes:
+  check_mode:
+    support: full
+    description: Computes the pending revisions (and their SQL with C(--diff)) without writing anything.
+  diff_mode:
+    support: full
+    description: Returns the revision before and after, and the SQL as C(prepared).
+author: alembic-fleet
+"""
+
+EXAMPLES = r"""
+- name: Bring equities to head
+  alembic_upgrade:
+    config: migrations/equities/alembic.ini
+    url: postgresql://migrator@db1.example.com:5432/equities
+    password: "{{ lookup('ansible.builtin.env', 'FLEET_PROD_DB_PASSWORD') }}"
+
+- name: Apply only the next revision
+  alembic_upgrade:
+    config: migrations/equities/alembic.ini
+    url: sqlite:////srv/app/var/equities.db
+    target: "+1"
+
+- name: Stop one revision below head (the guides' head~1)
+  alembic_upgrade:
+    config: migrations/equities/alembic.ini
+    url: sqlite:////srv/app/var/equities.db
+    target: head-1
+"""
+
+RETURN = r"""
+database:
+  description: Password-free description of the target.
+  returned: always
+  type: str
+  sample: migrator@db1.example.com:5432/equities
+target:
+  description: The target as given.
+  returned: when the target parsed
+  type: str
+before:
+  description: Revision ids in the database before the run.
+  returned: always
+  type: list
+  elements: str
+after:
+  description: Revision ids in the database after the run (predicted in check mode).
+  returned: always
+  type: list
+  elements: str
+applied:
+  description: Revisions applied, in order (empty in check mode).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    revision: {description: Revision id., type: str}
+    down_revision: {description: Parent revision ids., type: list, elements: str}
+    message: {description: First line of the revision's docstring., type: str}
+    file: {description: File name of the revision., type: str}
+    direction: {description: C(upgrade) or C(downgrade)., type: str}
+pending:
+  description: Revisions that would be applied, in order.
+  returned: in check mode, when something is pending
+  type: list
+  elements: dict
+sql:
+  description: The SQL rendered by Alembic's offline mode for the planned revisions.
+  returned: with C(--diff), when something is pending
+  type: str
+sql_note:
+  description: Why the SQL could not be rendered offline (the migration itself is unaffected).
+  returned: when rendering failed
+  type: str
+database_created:
+  description: Whether the module created the database.
+  returned: when it did
+  type: bool
+log:
+  description: Alembic's own log lines of the run.
+  returned: success
+  type: list
+  elements: str
+duration:
+  description: Seconds the module spent.
+  returned: success
+  type: float
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.fleet_module import run_module
+from ansible.module_utils.fleet_ops import CREATE_ARGUMENT_SPEC, IMPORT_ERROR, alembic_argument_spec, make_migrate
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=alembic_argument_spec(CREATE_ARGUMENT_SPEC, target=dict(type="str", default="head")),
+        supports_check_mode=True,
+    )
+    run_module(module, make_migrate("upgrade"), IMPORT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

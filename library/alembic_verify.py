@@ -1,0 +1,107 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: alembic_verify
+short_description: Verify a database's revision and schema against its Alembic project
+description:
+  - Checks that the project has exactly one head (or exactly O(expected_heads)), that the database is at
+    O(revision), and, when the database is at head and the project's C(env.py) exposes C(target_metadata), that the
+    live schema matches the models (Alembic's C(compare_metadata), as C(alembic check) does).
+  - Fails with a readable list of every difference. Never changes anything; C(changed) is always false.
+version_added: "0.1.0"
+extends_documentation_fragment: [fleet.connection, fleet.project]
+options:
+  revision:
+    description: Revision the database must be at. V(head) (default) means all of the project's heads.
+    type: str
+    default: head
+  expected_heads:
+    description: The project's heads when it deliberately has several branches. By default exactly one head is required.
+    type: list
+    elements: str
+  compare_schema:
+    description: Compare the live schema with the models' metadata.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    description: The module never changes anything.
+  diff_mode:
+    support: none
+author: alembic-fleet
+"""
+
+EXAMPLES = r"""
+- name: Equities is at head and matches the models
+  alembic_verify:
+    config: migrations/equities/alembic.ini
+    url: postgresql://migrator@db1.example.com:5432/equities
+    password: "{{ lookup('ansible.builtin.env', 'FLEET_PROD_DB_PASSWORD') }}"
+"""
+
+RETURN = r"""
+database:
+  description: Password-free description of the target.
+  returned: always
+  type: str
+current:
+  description: Revision ids recorded in the database.
+  returned: when the database was read
+  type: list
+  elements: str
+expected:
+  description: Revision ids the database should be at.
+  returned: when the database was read
+  type: list
+  elements: str
+heads:
+  description: The project's heads.
+  returned: always
+  type: list
+  elements: str
+schema_compared:
+  description: Whether the live schema was compared with the models.
+  returned: when the database was read
+  type: bool
+schema_differences:
+  description: One readable line per difference between the live schema and the models.
+  returned: when the schema was compared
+  type: list
+  elements: str
+schema_note:
+  description: Why the schema was not compared.
+  returned: when it was not
+  type: str
+problems:
+  description: Every failed check, in words.
+  returned: always
+  type: list
+  elements: str
+duration:
+  description: Seconds the module spent.
+  returned: success
+  type: float
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.fleet_module import run_module
+from ansible.module_utils.fleet_ops import IMPORT_ERROR, alembic_argument_spec, verify
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=alembic_argument_spec(
+            revision=dict(type="str", default="head"),
+            expected_heads=dict(type="list", elements="str"),
+            compare_schema=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, verify, IMPORT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

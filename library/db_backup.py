@@ -1,0 +1,118 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: db_backup
+short_description: Take a verified backup of a PostgreSQL or SQLite database
+description:
+  - PostgreSQL - runs C(pg_dump --format=custom) (readable by plain C(pg_restore)) with an argument list; the
+    password reaches it only through a private 0600 C(PGPASSFILE) that is removed afterwards. The C(pg_dump) matching
+    the server's major version is preferred.
+  - SQLite - copies the database with the C(sqlite3) online backup API, safe while the application writes.
+  - The backup is written to a temporary file beside its destination, checked (C(pg_restore --list) reads it /
+    C(PRAGMA integrity_check) says ok), hashed with SHA-256 and moved into place as
+    C(<backup_root>/<environment>/<host>/<name>/<UTC timestamp>_<revision>.dump|.sqlite3), mode 0600 in 0700
+    directories, with a JSON manifest beside it (C(<file>.manifest.json)). A failed backup leaves no file behind.
+  - Every run writes a new backup, so C(changed) is always true; in check mode nothing is written.
+version_added: "0.1.0"
+extends_documentation_fragment: [fleet.connection]
+options:
+  backup_root:
+    description: Directory that holds all backups. Created as 0700 when missing.
+    type: path
+    required: true
+  environment:
+    description: Environment name, the first directory level under O(backup_root).
+    type: str
+    required: true
+  host:
+    description: Host name (usually C(inventory_hostname)), the second directory level.
+    type: str
+    required: true
+  name:
+    description: Database name as the inventory knows it (for example C(equities)), the third directory level.
+    type: str
+    required: true
+  revision:
+    description: Alembic revision the database is at, recorded in the file name and the manifest. Empty for an unversioned database.
+    type: str
+    default: ""
+  compress_level:
+    description:
+      - C(pg_dump) compression level, 0 (none) to 9. The default 1 costs a fraction of the CPU of
+        C(pg_dump)'s own default level for a slightly larger file. Ignored for SQLite.
+    type: int
+    default: 1
+  pg_bin_dir:
+    description: Directory holding C(pg_dump) and C(pg_restore). By default the one matching the server's major version.
+    type: path
+attributes:
+  check_mode:
+    support: full
+    description: Reports the path it would write, writing nothing (no directories either).
+  diff_mode:
+    support: none
+author: alembic-fleet
+"""
+
+EXAMPLES = r"""
+- name: Back up equities before migrating
+  db_backup:
+    url: postgresql://migrator@db1.example.com:5432/equities
+    password: "{{ lookup('ansible.builtin.env', 'FLEET_PROD_DB_PASSWORD') }}"
+    backup_root: /var/backups/alembic-fleet
+    environment: prod
+    host: "{{ inventory_hostname }}"
+    name: equities
+    revision: c3e5071a2d43
+  register: equities_backup
+"""
+
+RETURN = r"""
+path:
+  description: Path of the backup file.
+  returned: always
+  type: str
+  sample: /var/backups/alembic-fleet/prod/db1/equities/20261123T172600Z_c3e5071a2d43.dump
+manifest_path:
+  description: Path of the JSON manifest beside it.
+  returned: always
+  type: str
+manifest:
+  description: The manifest - name, environment, host, dialect, database, server (password-free), revision,
+    created_at (UTC), duration, file, size, sha256, dump_format, compress_level, server_version, pg_dump_version,
+    toc_entries.
+  returned: when a backup was written
+  type: dict
+duration:
+  description: Seconds the backup took.
+  returned: when a backup was written
+  type: float
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.fleet_backup import backup
+from ansible.module_utils.fleet_common import CONNECTION_ARGUMENT_SPEC, argument_spec
+from ansible.module_utils.fleet_module import run_module
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            CONNECTION_ARGUMENT_SPEC,
+            backup_root=dict(type="path", required=True),
+            environment=dict(type="str", required=True),
+            host=dict(type="str", required=True),
+            name=dict(type="str", required=True),
+            revision=dict(type="str", default=""),
+            compress_level=dict(type="int", default=1),
+            pg_bin_dir=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, backup)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,472 @@
+# -*- coding: utf-8 -*-
+# Alembic driven in-process: one AlembicRun per module invocation loads the
+# project, opens a connection to the target, and runs the project's own env.py
+# through EnvironmentContext for every step (probe, plan, SQL rendering,
+# upgrade, downgrade, stamp, schema comparison). Alembic's output and logs are
+# captured, never printed; the password stays in memory and in a private
+# PGPASSFILE for env.py files that build their own engine.
+from __future__ import annotations
+
+import configparser
+import contextlib
+import io
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+from ansible.module_utils.fleet_common import DbTarget, FleetError, environment, private_passfile, scrub
+from ansible.module_utils.fleet_db import (
+    DatabaseMissing,
+    connect,
+    create_database,
+    create_engine,
+    database_exists,
+)
+from ansible.module_utils.fleet_revision import TargetSpec, parse_target, resolve_prefix
+
+ALEMBIC_IMPORT_ERROR: str | None
+try:
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.config import Config
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+except ImportError:  # pragma: no cover - reported by the module
+    ALEMBIC_IMPORT_ERROR = traceback.format_exc()
+else:
+    ALEMBIC_IMPORT_ERROR = None
+
+
+@dataclass(frozen=True)
+class AlembicProject:
+    config_path: str
+    project_dir: str
+    ini_section: str = "alembic"
+
+
+def load_project(config_path: str, project_dir: str | None = None, ini_section: str = "alembic") -> AlembicProject:
+    """Check the alembic.ini before anything runs, with a fix for each problem."""
+    path = os.path.abspath(os.path.expanduser(config_path))
+    if not os.path.isfile(path):
+        raise FleetError(
+            "Alembic config %s does not exist: set config (alembic_ini) to the path of the project's alembic.ini." % path
+        )
+    if not os.access(path, os.R_OK):
+        raise FleetError("Alembic config %s is not readable: give the user running the module read access to it." % path)
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise FleetError("Alembic config %s is not a valid ini file (%s): fix its syntax." % (path, " ".join(str(exc).split()))) from None
+    if not parser.has_section(ini_section):
+        raise FleetError("Alembic config %s has no [%s] section: set ini_section to the section that holds script_location." % (path, ini_section))
+    if not parser.has_option(ini_section, "script_location"):
+        raise FleetError("Alembic config %s has no script_location in [%s]: add it (e.g. script_location = %%(here)s)." % (path, ini_section))
+    root = os.path.abspath(os.path.expanduser(project_dir)) if project_dir else os.path.dirname(path)
+    if not os.path.isdir(root):
+        raise FleetError("project_dir %s does not exist: set it to the directory the project's relative paths start from." % root)
+    return AlembicProject(config_path=path, project_dir=root, ini_section=ini_section)
+
+
+@dataclass
+class Probe:
+    """What the database holds, read without changing anything."""
+
+    exists: bool
+    current: tuple[str, ...] = ()
+    versioned: bool = False
+    metadata_available: bool = False
+    diffs: list[str] | None = None
+    server_version: str | None = None
+
+
+@dataclass
+class Step:
+    revision: str
+    down_revision: tuple[str, ...]
+    message: str
+    path: str
+    direction: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "down_revision": list(self.down_revision),
+            "message": self.message,
+            "file": os.path.basename(self.path),
+            "direction": self.direction,
+        }
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0].strip() if (text or "").strip() else ""
+
+
+def _step_from(step: Any) -> Step:
+    script = step.revision
+    down = script.down_revision
+    if down is None:
+        downs: tuple[str, ...] = ()
+    elif isinstance(down, str):
+        downs = (down,)
+    else:
+        downs = tuple(down)
+    return Step(
+        revision=script.revision,
+        down_revision=downs,
+        message=_first_line(script.doc),
+        path=script.path,
+        direction="upgrade" if step.is_upgrade else "downgrade",
+    )
+
+
+def explain_revision_error(exc: BaseException, spec: TargetSpec, current: Sequence[str], heads: Sequence[str]) -> FleetError:
+    """Turn Alembic's revision errors into one sentence with the next step."""
+    text = " ".join(str(exc).split())
+    lowered = text.lower()
+    now = ", ".join(current) or "base (empty)"
+    if "multiple head" in lowered:
+        return FleetError(
+            "the project has %d heads (%s) and target '%s' is ambiguous: merge them (alembic merge heads) or name one (<branch>@head, a revision id, or heads)."
+            % (len(heads), ", ".join(heads), spec.given)
+        )
+    if "not a valid upgrade target" in lowered or ("not an ancestor" in lowered and "upgrade" in lowered):
+        return FleetError(
+            "target '%s' cannot be reached by upgrading from the current revision %s (it is behind it or on another branch): choose a later revision, or use the downgrade module to go back."
+            % (spec.given, now)
+        )
+    if "not a valid downgrade target" in lowered or "not an ancestor" in lowered:
+        return FleetError(
+            "target '%s' cannot be reached by downgrading from the current revision %s (it is ahead of it or on another branch): choose an earlier revision, or use the upgrade module."
+            % (spec.given, now)
+        )
+    if "relative revision" in lowered or "walked too far" in lowered or "didn't produce" in lowered:
+        return FleetError(
+            "target '%s' goes past the end of the history from the current revision %s: use a smaller step, head, or base." % (spec.given, now)
+        )
+    if "can't locate revision" in lowered or "no such revision" in lowered or "no such branch" in lowered:
+        return FleetError(
+            "unknown revision in target '%s' (%s): run the status module to list the project's revisions." % (spec.given, text)
+        )
+    return FleetError("Alembic cannot plan target '%s' from %s: %s" % (spec.given, now, text))
+
+
+class AlembicRun:
+    """Everything one module invocation does with one project and one database."""
+
+    def __init__(self, project: AlembicProject, target: DbTarget) -> None:
+        self.project = project
+        self.target = target
+        self.output = io.StringIO()
+        self._engine: Any = None
+        self._script: Any = None
+
+    # -- lifecycle -----------------------------------------------------
+    @contextlib.contextmanager
+    def session(self) -> Iterator["AlembicRun"]:
+        cwd = os.getcwd()
+        added_path = self.project.project_dir not in sys.path
+        with private_passfile(self.target.password if self.target.dialect == "postgresql" else None) as passfile:
+            overrides: dict[str, str | None] = {"DATABASE_URL": self.target.url}
+            if passfile:
+                overrides["PGPASSFILE"] = passfile
+            try:
+                os.chdir(self.project.project_dir)
+                if added_path:
+                    sys.path.insert(0, self.project.project_dir)
+                with environment(overrides), contextlib.redirect_stdout(self.output), contextlib.redirect_stderr(self.output):
+                    yield self
+            finally:
+                if self._engine is not None:
+                    self._engine.dispose()
+                    self._engine = None
+                if added_path and self.project.project_dir in sys.path:
+                    sys.path.remove(self.project.project_dir)
+                os.chdir(cwd)
+
+    def log_lines(self) -> list[str]:
+        lines = [line.rstrip() for line in self.output.getvalue().splitlines() if line.strip()]
+        return [scrub(line, self.target.password) for line in lines]
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            self._engine = create_engine(self.target)
+        return self._engine
+
+    # -- Alembic objects -----------------------------------------------
+    def config(self, connection: Any = None, buffer: io.StringIO | None = None) -> "Config":
+        attributes: dict[str, Any] = {"url": self.target.url}
+        if connection is not None:
+            attributes["connection"] = connection
+        cfg = Config(
+            file_=self.project.config_path,
+            ini_section=self.project.ini_section,
+            stdout=self.output,
+            output_buffer=buffer if buffer is not None else self.output,
+            attributes=attributes,
+        )
+        # Password-free URL only; '%' escaped for ConfigParser interpolation.
+        cfg.set_section_option(self.project.ini_section, "sqlalchemy.url", self.target.url.replace("%", "%%"))
+        return cfg
+
+    @property
+    def script(self) -> "ScriptDirectory":
+        if self._script is None:
+            try:
+                self._script = ScriptDirectory.from_config(self.config())
+                self._script.revision_map.heads  # load every revision file now
+            except CommandError as exc:
+                raise FleetError(
+                    "cannot load the migration scripts of %s (%s): check script_location and project_dir."
+                    % (self.project.config_path, " ".join(str(exc).split()))
+                ) from None
+            except Exception as exc:  # a revision file that does not import
+                raise FleetError(
+                    "cannot load the migration scripts of %s: %s: %s; fix the revision file." % (self.project.config_path, type(exc).__name__, exc)
+                ) from None
+        return self._script
+
+    def script_heads(self) -> list[str]:
+        return list(self.script.get_heads())
+
+    def revision_ids(self) -> list[str]:
+        return [rev.revision for rev in self.script.walk_revisions()]
+
+    def parse(self, spec: str | None, direction: str) -> TargetSpec:
+        parsed = parse_target(spec, direction)
+        labels: set[str] = set()
+        for rev in self.script.walk_revisions():
+            labels.update(rev.branch_labels or ())
+        return resolve_prefix(parsed, self.revision_ids(), labels)
+
+    def _run_env(self, cfg: "Config", fn: Callable[..., Any], **kwargs: Any) -> None:
+        with EnvironmentContext(cfg, self.script, fn=fn, **kwargs):
+            self.script.run_env()
+
+    # -- database ------------------------------------------------------
+    def exists(self) -> bool:
+        return database_exists(self.target)
+
+    def ensure_database(self, create: bool, maintenance_db: str) -> bool:
+        """Create the database when allowed; True when it was created."""
+        if self.exists():
+            return False
+        if not create:
+            raise DatabaseMissing(self.target)
+        create_database(self.target, maintenance_db)
+        return True
+
+    def probe(self, compare: bool = False) -> Probe:
+        """Current heads (and model differences) via env.py, writing nothing."""
+        if not self.exists():
+            return Probe(exists=False)
+        found: dict[str, Any] = {}
+
+        def inspect_database(rev: Any, context: Any) -> list[Any]:
+            found["current"] = tuple(context.get_current_heads())
+            found["versioned"] = bool(
+                sa.inspect(context.connection).has_table(context.version_table, schema=context.version_table_schema)
+            )
+            metadata = context.opts.get("target_metadata")
+            found["metadata_available"] = metadata is not None
+            if compare and metadata is not None:
+                found["diffs"] = [describe_diff(diff) for diff in compare_metadata(context, metadata)]
+            return []
+
+        conn = connect(self.engine, self.target)
+        try:
+            transaction = conn.begin()
+            try:
+                self._run_env(self.config(connection=conn), inspect_database, as_sql=False, dont_mutate=True)
+                found["server_version"] = _server_version(conn)
+            finally:
+                if transaction.is_active:
+                    transaction.rollback()
+        except FleetError:
+            raise
+        except sa.exc.DBAPIError as exc:
+            raise FleetError("reading the current revision of %s failed: %s" % (self.target.label, _db_detail(exc, self.target))) from None
+        finally:
+            conn.close()
+        return Probe(
+            exists=True,
+            current=found.get("current", ()),
+            versioned=found.get("versioned", False),
+            metadata_available=found.get("metadata_available", False),
+            diffs=found.get("diffs"),
+            server_version=found.get("server_version"),
+        )
+
+    def plan(self, direction: str, spec: TargetSpec, current: Sequence[str]) -> list[Step]:
+        """The steps Alembic would run, in order, from the current heads."""
+        heads = self.script_heads()
+        known = set(self.revision_ids())
+        unknown = [rev for rev in current if rev not in known]
+        if unknown:
+            raise FleetError(
+                "the database is at revision %s, which this project does not have: deploy the missing migration files (git checkout -- versions/) or check that url points at the right database."
+                % ", ".join(unknown)
+            )
+        try:
+            if direction == "upgrade":
+                steps = self.script._upgrade_revs(spec.alembic, tuple(current))
+            else:
+                steps = self.script._downgrade_revs(spec.alembic, tuple(current))
+        except (CommandError, Exception) as exc:
+            raise explain_revision_error(exc, spec, current, heads) from None
+        return [_step_from(step) for step in steps]
+
+    def render_sql(self, direction: str, spec: TargetSpec, current: Sequence[str]) -> tuple[str | None, str | None]:
+        """Offline SQL for the plan; (sql, note) where note says why there is none."""
+        if len(current) > 1:
+            return None, "SQL not rendered: the database is at several heads (%s), which offline mode cannot start from." % ", ".join(current)
+        start = current[0] if current else None
+        if direction == "downgrade" and start is None:
+            return "", None
+        buffer = io.StringIO()
+        cfg = self.config(buffer=buffer)
+        revision = "%s:%s" % (start, spec.alembic) if start else spec.alembic
+        try:
+            if direction == "upgrade":
+                command.upgrade(cfg, revision, sql=True)
+            else:
+                command.downgrade(cfg, revision, sql=True)
+        except Exception as exc:  # a revision that cannot render offline
+            return None, "SQL not rendered: %s cannot run in offline mode (%s: %s)." % (
+                "a revision" if not start else "a revision after %s" % start,
+                type(exc).__name__,
+                scrub(" ".join(str(exc).split()), self.target.password),
+            )
+        return buffer.getvalue(), None
+
+    def render_stamp_sql(self, spec: TargetSpec, current: Sequence[str]) -> tuple[str | None, str | None]:
+        if len(current) > 1:
+            return None, "SQL not rendered: the database is at several heads."
+        buffer = io.StringIO()
+        cfg = self.config(buffer=buffer)
+        revision = "%s:%s" % (current[0], spec.alembic) if current else spec.alembic
+        try:
+            command.stamp(cfg, revision, sql=True)
+        except Exception as exc:
+            return None, "SQL not rendered: %s" % " ".join(str(exc).split())
+        return buffer.getvalue(), None
+
+    def migrate(self, direction: str, spec: TargetSpec) -> None:
+        """Run the migration in one transaction on the shared connection."""
+
+        def steps(rev: Any, context: Any) -> list[Any]:
+            if direction == "upgrade":
+                return self.script._upgrade_revs(spec.alembic, rev)
+            return self.script._downgrade_revs(spec.alembic, rev)
+
+        self._run_in_transaction(steps, destination_rev=spec.alembic)
+
+    def stamp(self, spec: TargetSpec) -> None:
+        def steps(rev: Any, context: Any) -> list[Any]:
+            return self.script._stamp_revs(spec.alembic, rev)
+
+        self._run_in_transaction(steps, destination_rev=spec.alembic)
+
+    def _run_in_transaction(self, fn: Callable[..., Any], destination_rev: str) -> None:
+        conn = connect(self.engine, self.target)
+        try:
+            transaction = conn.begin()
+            try:
+                self._run_env(self.config(connection=conn), fn, as_sql=False, destination_rev=destination_rev)
+            except BaseException:
+                if transaction.is_active:
+                    transaction.rollback()
+                raise
+            if transaction.is_active:
+                transaction.commit()
+        finally:
+            conn.close()
+
+
+def _server_version(conn: Any) -> str | None:
+    try:
+        if conn.dialect.name == "postgresql":
+            return str(conn.exec_driver_sql("SHOW server_version").scalar())
+        if conn.dialect.name == "sqlite":
+            return "SQLite %s" % conn.exec_driver_sql("select sqlite_version()").scalar()
+    except Exception:
+        return None
+    return None
+
+
+def _db_detail(exc: BaseException, target: DbTarget) -> str:
+    original = getattr(exc, "orig", None) or exc
+    return scrub(" ".join(str(original).split()), target.password)
+
+
+def explain_migration_failure(exc: BaseException, target: DbTarget, direction: str) -> str:
+    """The message for a migration that raised, without the password."""
+    detail = _db_detail(exc, target)
+    statement = getattr(exc, "statement", None)
+    where = ""
+    tb = traceback.extract_tb(exc.__traceback__)
+    for frame in reversed(tb):
+        if os.sep + "versions" + os.sep in frame.filename or "/versions/" in frame.filename:
+            where = " in %s line %d" % (os.path.basename(frame.filename), frame.lineno)
+            break
+    text = "%s failed%s: %s: %s" % (direction, where, type(getattr(exc, "orig", None) or exc).__name__, detail)
+    if statement:
+        text += " [statement: %s]" % " ".join(str(statement).split())[:300]
+    return text
+
+
+# -- schema differences ---------------------------------------------------
+def _name(obj: Any) -> str:
+    return str(getattr(obj, "name", obj))
+
+
+def _table_of(obj: Any) -> str:
+    table = getattr(obj, "table", None)
+    return _name(table) if table is not None else "?"
+
+
+def describe_diff(diff: Any) -> str:
+    """One readable line per difference reported by compare_metadata."""
+    if isinstance(diff, list):  # column modifications come grouped
+        return "; ".join(describe_diff(item) for item in diff)
+    kind = diff[0]
+    if kind == "add_table":
+        return "table %s is in the models but not in the database" % _name(diff[1])
+    if kind == "remove_table":
+        return "table %s is in the database but not in the models" % _name(diff[1])
+    if kind == "add_column":
+        return "column %s.%s is in the models but not in the database" % (diff[2], _name(diff[3]))
+    if kind == "remove_column":
+        return "column %s.%s is in the database but not in the models" % (diff[2], _name(diff[3]))
+    if kind in ("add_index", "remove_index"):
+        index = diff[1]
+        side = "models" if kind == "add_index" else "database"
+        other = "database" if kind == "add_index" else "models"
+        return "index %s on %s(%s) is in the %s but not in the %s" % (
+            _name(index),
+            _table_of(index),
+            ", ".join(_name(c) for c in getattr(index, "columns", [])),
+            side,
+            other,
+        )
+    if kind in ("add_constraint", "remove_constraint", "add_fk", "remove_fk"):
+        constraint = diff[1]
+        side = "models" if kind.startswith("add") else "database"
+        other = "database" if kind.startswith("add") else "models"
+        label = "foreign key" if kind.endswith("fk") else "constraint"
+        return "%s %s on %s is in the %s but not in the %s" % (label, _name(constraint) or "(unnamed)", _table_of(constraint), side, other)
+    if kind.startswith("modify_"):
+        _, schema, table, column, _existing, old, new = diff[:7]
+        what = kind[len("modify_"):]
+        return "column %s.%s %s differs: database has %s, models have %s" % (table, column, what, old, new)
+    return "difference %r" % (diff,)
+
+
+def elapsed(start: float) -> float:
+    return round(time.monotonic() - start, 3)

@@ -1,0 +1,300 @@
+# -*- coding: utf-8 -*-
+# Verified backups: PostgreSQL with pg_dump's custom format (argument lists,
+# password only in a private PGPASSFILE), SQLite with the online backup API.
+# Each is written to a temp file beside its destination, checked (pg_restore
+# --list / PRAGMA integrity_check), hashed, then moved into place as 0600 in
+# 0700 directories with a JSON manifest next to it.
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from ansible.module_utils.fleet_common import DbTarget, FleetError, parse_target, private_passfile, scrub
+
+MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_FORMAT = 1
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+
+
+def _plain(value: str, option: str) -> str:
+    if not value or not _PLAIN_NAME.match(value) or ".." in value:
+        raise FleetError(
+            "%s '%s' cannot be used in a backup path: use letters, digits, '.', '_', '@' or '-' (no '/' or '..')." % (option, value)
+        )
+    return value
+
+
+def backup_directory(root: str, environment: str, host: str, name: str) -> str:
+    return os.path.join(
+        os.path.abspath(os.path.expanduser(root)),
+        _plain(environment, "environment"),
+        _plain(host, "host"),
+        _plain(name, "name"),
+    )
+
+
+def backup_filename(when: datetime, revision: str | None, dialect: str) -> str:
+    rev = revision or "base"
+    rev = re.sub(r"[^A-Za-z0-9_-]", "-", rev)
+    ext = "dump" if dialect == "postgresql" else "sqlite3"
+    return "%s_%s.%s" % (when.strftime("%Y%m%dT%H%M%SZ"), rev, ext)
+
+
+def _make_private_dirs(path: str) -> None:
+    """Create missing directories as 0700, and tighten the ones we own."""
+    missing = []
+    current = path
+    while not os.path.isdir(current):
+        missing.append(current)
+        current = os.path.dirname(current)
+    for directory in reversed(missing):
+        os.mkdir(directory, 0o700)
+    os.chmod(path, 0o700)
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- PostgreSQL ------------------------------------------------------------------
+def find_pg_binary(name: str, server_major: int | None, bin_dir: str | None) -> str:
+    candidates: list[str] = []
+    if bin_dir:
+        candidates.append(os.path.join(bin_dir, name))
+    if server_major:
+        candidates.append("/usr/lib/postgresql/%d/bin/%s" % (server_major, name))
+    candidates.extend(sorted(glob.glob("/usr/lib/postgresql/*/bin/%s" % name), key=_version_key, reverse=True))
+    on_path = shutil.which(name)
+    if on_path:
+        candidates.append(on_path)
+    for candidate in candidates:
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise FleetError(
+        "%s was not found: install the PostgreSQL client (postgresql-client-%s) or set pg_bin_dir." % (name, server_major or "N")
+    )
+
+
+def _version_key(path: str) -> tuple[int, ...]:
+    match = re.search(r"/postgresql/(\d+)/", path)
+    return (int(match.group(1)),) if match else (0,)
+
+
+def _tool_major(binary: str) -> int:
+    output = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout
+    match = re.search(r"(\d+)(?:\.\d+)?", output)
+    return int(match.group(1)) if match else 0
+
+
+def _pg_environment(target: DbTarget, passfile: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE", "DATABASE_URL")}
+    env["PGAPPNAME"] = "alembic-fleet-backup"
+    env["PGCONNECT_TIMEOUT"] = str(target.connect_timeout)
+    if passfile:
+        env["PGPASSFILE"] = passfile
+    return env
+
+
+def _server_facts(target: DbTarget) -> tuple[str, int]:
+    """Server version (text, major), and a readable failure when unreachable."""
+    import psycopg2  # only the backup of PostgreSQL needs it
+
+    kwargs: dict[str, Any] = {
+        "host": target.host or "localhost",
+        "port": target.port or 5432,
+        "dbname": target.dbname,
+        "connect_timeout": target.connect_timeout,
+        "application_name": "alembic-fleet-backup",
+    }
+    if target.user:
+        kwargs["user"] = target.user
+    if target.password:
+        kwargs["password"] = target.password
+    try:
+        conn = psycopg2.connect(**kwargs)
+    except psycopg2.Error as exc:
+        from ansible.module_utils.fleet_db import explain_connect_error
+
+        raise explain_connect_error(target, exc) from None
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW server_version")
+            text = str(cur.fetchone()[0])
+            cur.execute("SHOW server_version_num")
+            major = int(cur.fetchone()[0]) // 10000
+    finally:
+        conn.close()
+    return text, major
+
+
+def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_dir: str | None) -> dict[str, Any]:
+    server_version, server_major = _server_facts(target)
+    pg_dump = find_pg_binary("pg_dump", server_major, bin_dir)
+    pg_restore = find_pg_binary("pg_restore", server_major, os.path.dirname(pg_dump))
+    dump_major = _tool_major(pg_dump)
+    if dump_major and dump_major < server_major:
+        raise FleetError(
+            "%s is version %d but the server is %d: install postgresql-client-%d or point pg_bin_dir at a newer pg_dump."
+            % (pg_dump, dump_major, server_major, server_major)
+        )
+    argv = [
+        pg_dump,
+        "--format=custom",
+        "--compress=%d" % compress_level,
+        "--file=%s" % temp_path,
+        "--no-password",
+        "--host=%s" % (target.host or "localhost"),
+        "--port=%d" % (target.port or 5432),
+        "--dbname=%s" % target.dbname,
+    ]
+    if target.user:
+        argv.append("--username=%s" % target.user)
+    with private_passfile(target.password) as passfile:
+        done = subprocess.run(argv, env=_pg_environment(target, passfile), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise FleetError(
+            "pg_dump of %s failed (exit %d): %s; no backup was written."
+            % (target.label, done.returncode, scrub(" ".join(done.stderr.split())[:400], target.password))
+        )
+    listing = subprocess.run([pg_restore, "--list", temp_path], capture_output=True, text=True, check=False)
+    if listing.returncode != 0 or "dbname: %s" % target.dbname not in listing.stdout:
+        raise FleetError(
+            "the dump of %s does not read back with pg_restore --list (%s); no backup was kept."
+            % (target.label, " ".join(listing.stderr.split())[:300] or "unexpected table of contents")
+        )
+    entries = [line for line in listing.stdout.splitlines() if line and not line.startswith(";")]
+    return {
+        "dump_format": "custom",
+        "compress_level": compress_level,
+        "server_version": server_version,
+        "pg_dump": os.path.basename(pg_dump),
+        "pg_dump_version": dump_major,
+        "toc_entries": len(entries),
+    }
+
+
+# -- SQLite -----------------------------------------------------------------------
+def _copy_sqlite(target: DbTarget, temp_path: str) -> dict[str, Any]:
+    if not os.path.isfile(target.dbname):
+        raise FleetError("SQLite database file %s does not exist: nothing to back up; check url." % target.dbname)
+    source = sqlite3.connect("file:%s?mode=ro" % target.dbname, uri=True, timeout=target.connect_timeout)
+    try:
+        destination = sqlite3.connect(temp_path)
+        try:
+            source.backup(destination)
+        finally:
+            destination.close()
+        version = source.execute("select sqlite_version()").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise FleetError("SQLite backup of %s failed: %s; no backup was written." % (target.dbname, exc)) from None
+    finally:
+        source.close()
+    check = sqlite3.connect("file:%s?mode=ro" % temp_path, uri=True)
+    try:
+        verdict = check.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        check.close()
+    if verdict != "ok":
+        raise FleetError("the SQLite copy of %s fails PRAGMA integrity_check (%s); no backup was kept." % (target.dbname, verdict))
+    return {"dump_format": "sqlite", "server_version": "SQLite %s" % version}
+
+
+# -- the operation ----------------------------------------------------------------
+def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
+    started = time.monotonic()
+    target = parse_target(params["url"], params.get("password"), params.get("connect_timeout") or 10)
+    level = params.get("compress_level")
+    if level is None:
+        level = 1
+    if not 0 <= level <= 9:
+        raise FleetError("compress_level %d is out of range: use 0 (none) to 9 (smallest, slowest); 1 is fast and near the default's size." % level)
+    directory = backup_directory(params["backup_root"], params["environment"], params["host"], params["name"])
+    now = datetime.now(timezone.utc)
+    filename = backup_filename(now, params.get("revision"), target.dialect)
+    path = os.path.join(directory, filename)
+    result.update(database=target.label, path=path, manifest_path=path + MANIFEST_SUFFIX)
+    if check_mode:
+        result["changed"] = True
+        return
+    _make_private_dirs(directory)
+    fd, temp_path = tempfile.mkstemp(prefix=".%s." % filename, suffix=".partial", dir=directory)
+    os.close(fd)
+    os.chmod(temp_path, 0o600)
+    try:
+        if target.dialect == "postgresql":
+            facts = _dump_postgresql(target, temp_path, level, params.get("pg_bin_dir"))
+        else:
+            facts = _copy_sqlite(target, temp_path)
+        os.chmod(temp_path, 0o600)
+        checksum = sha256_file(temp_path)
+        size = os.path.getsize(temp_path)
+        suffix = 1
+        while os.path.exists(path):  # two backups within one second
+            path = os.path.join(directory, "%s-%d%s" % (os.path.splitext(filename)[0], suffix, os.path.splitext(filename)[1]))
+            suffix += 1
+        os.replace(temp_path, path)
+    except BaseException:
+        if os.path.exists(temp_path):
+            os.unlink(temp_path)
+        raise
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "tool": "alembic-fleet",
+        "name": params["name"],
+        "environment": params["environment"],
+        "host": params["host"],
+        "dialect": target.dialect,
+        "database": target.dbname,
+        "server": target.label,
+        "revision": params.get("revision") or None,
+        "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "duration": round(time.monotonic() - started, 3),
+        "file": os.path.basename(path),
+        "size": size,
+        "sha256": checksum,
+    }
+    manifest.update(facts)
+    manifest_path = path + MANIFEST_SUFFIX
+    _write_private_json(manifest_path, manifest)
+    result.update(changed=True, path=path, manifest_path=manifest_path, manifest=manifest, duration=manifest["duration"])
+
+
+def _write_private_json(path: str, payload: dict[str, Any]) -> None:
+    fd, temp_path = tempfile.mkstemp(prefix=".manifest.", suffix=".partial", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.chmod(temp_path, 0o600)
+        os.replace(temp_path, path)
+    except BaseException:
+        if os.path.exists(temp_path):
+            os.unlink(temp_path)
+        raise
+
+
+def verify_backup(path: str) -> dict[str, Any]:
+    """Read a backup's manifest and check the file's size and sha256 against it."""
+    manifest_path = path + MANIFEST_SUFFIX
+    try:
+        with open(manifest_path) as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise FleetError("backup manifest %s cannot be read (%s): the backup is not usable." % (manifest_path, exc)) from None
+    if os.path.getsize(path) != manifest.get("size") or sha256_file(path) != manifest.get("sha256"):
+        raise FleetError("backup %s does not match its manifest's checksum: it is damaged; do not restore it." % path)
+    return manifest

@@ -1,0 +1,159 @@
+# -*- coding: utf-8 -*-
+# Connecting to a target database with SQLAlchemy: one engine per module run,
+# the password only ever in memory, and every driver error turned into one
+# sentence that says what to fix (never containing the password).
+from __future__ import annotations
+
+import os
+import traceback
+from typing import Any
+
+from ansible.module_utils.fleet_common import DbTarget, FleetError, scrub
+
+SQLALCHEMY_IMPORT_ERROR: str | None
+try:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import URL, Connection, Engine, make_url
+    from sqlalchemy.pool import NullPool
+except ImportError:  # pragma: no cover - reported by the module
+    SQLALCHEMY_IMPORT_ERROR = traceback.format_exc()
+else:
+    SQLALCHEMY_IMPORT_ERROR = None
+
+APPLICATION_NAME = "alembic-fleet"
+
+
+def sqlalchemy_url(target: DbTarget, dbname: str | None = None) -> "URL":
+    """The URL with the password attached in memory only."""
+    url = make_url(target.url)
+    if target.dialect == "postgresql":
+        if url.drivername == "postgresql" or url.drivername == "postgres":
+            url = url.set(drivername="postgresql+psycopg2")
+        if target.password:
+            url = url.set(password=target.password)
+        if dbname is not None:
+            url = url.set(database=dbname)
+    return url
+
+
+def create_engine(target: DbTarget, dbname: str | None = None) -> "Engine":
+    if target.dialect == "postgresql":
+        connect_args = {"connect_timeout": target.connect_timeout, "application_name": APPLICATION_NAME}
+        return sa.create_engine(sqlalchemy_url(target, dbname), poolclass=NullPool, connect_args=connect_args)
+    engine = sa.create_engine(sqlalchemy_url(target), poolclass=NullPool, connect_args={"timeout": float(target.connect_timeout)})
+    _make_sqlite_transactional(engine)
+    return engine
+
+
+def _make_sqlite_transactional(engine: "Engine") -> None:
+    # pysqlite commits DDL implicitly; take over BEGIN so that a migration run
+    # is one transaction on SQLite too (SQLAlchemy's documented recipe).
+    @sa.event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _explicit_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def explain_connect_error(target: DbTarget, exc: BaseException) -> FleetError:
+    """One readable sentence for a failed connection."""
+    original = getattr(exc, "orig", None) or exc
+    detail = " ".join(str(original).split())
+    detail = scrub(detail, target.password)
+    lowered = detail.lower()
+    where = target.label
+    if "password authentication failed" in lowered or "no password supplied" in lowered or ("role" in lowered and "does not exist" in lowered):
+        return FleetError(
+            "authentication failed for user '%s' at %s: check the password given for this database (it is not shown) and that the role exists."
+            % (target.user or "", where)
+        )
+    if "database" in lowered and "does not exist" in lowered:
+        return DatabaseMissing(target)
+    if any(
+        marker in lowered
+        for marker in ("could not connect", "connection refused", "could not translate host", "timeout expired", "no route to host", "connection to server")
+    ):
+        return FleetError(
+            "cannot reach PostgreSQL at %s:%s (%s): check host and port in the inventory, the network, and that the server is running."
+            % (target.host or "localhost", target.port or 5432, _first_clause(detail))
+        )
+    return FleetError("cannot connect to %s: %s" % (where, detail))
+
+
+def _first_clause(detail: str) -> str:
+    text = detail.split(" Is the server running", 1)[0]
+    return text[:200].rstrip(" .")
+
+
+class DatabaseMissing(FleetError):
+    def __init__(self, target: DbTarget) -> None:
+        if target.dialect == "sqlite":
+            message = "SQLite database file %s does not exist: create it, or set create_database: true to let the module create it." % target.dbname
+        else:
+            message = "database '%s' does not exist on %s:%s: create it first, or set create_database: true to let the module create it." % (
+                target.dbname,
+                target.host or "localhost",
+                target.port or 5432,
+            )
+        super().__init__(message)
+
+
+def database_exists(target: DbTarget) -> bool:
+    """Whether the database is there, creating nothing (also not a SQLite file)."""
+    if target.dialect == "sqlite":
+        return os.path.exists(target.dbname)
+    engine = create_engine(target)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.DBAPIError as exc:
+        error = explain_connect_error(target, exc)
+        if isinstance(error, DatabaseMissing):
+            return False
+        raise error from None
+    finally:
+        engine.dispose()
+    return True
+
+
+def create_database(target: DbTarget, maintenance_db: str = "postgres") -> None:
+    """Create the database (PostgreSQL) or its file's directory (SQLite)."""
+    if target.dialect == "sqlite":
+        directory = os.path.dirname(target.dbname)
+        if directory and not os.path.isdir(directory):
+            os.makedirs(directory, mode=0o750, exist_ok=True)
+        sqlite_engine = create_engine(target)
+        try:
+            with sqlite_engine.connect():
+                pass
+        finally:
+            sqlite_engine.dispose()
+        return
+    engine = create_engine(target, dbname=maintenance_db).execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            preparer = conn.dialect.identifier_preparer
+            conn.exec_driver_sql("CREATE DATABASE %s" % preparer.quote_identifier(target.dbname))
+    except sa.exc.DBAPIError as exc:
+        detail = scrub(" ".join(str(getattr(exc, "orig", exc)).split()), target.password)
+        raise FleetError(
+            "could not create database '%s' on %s:%s (%s): create it by hand or grant the user CREATEDB."
+            % (target.dbname, target.host or "localhost", target.port or 5432, detail)
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def connect(engine: "Engine", target: DbTarget) -> "Connection":
+    try:
+        return engine.connect()
+    except sa.exc.DBAPIError as exc:
+        raise explain_connect_error(target, exc) from None
+
+
+def server_version(conn: "Connection") -> str:
+    if conn.dialect.name == "postgresql":
+        return str(conn.exec_driver_sql("SHOW server_version").scalar())
+    return "sqlite %s" % conn.exec_driver_sql("select sqlite_version()").scalar()

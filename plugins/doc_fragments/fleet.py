@@ -1,0 +1,61 @@
+# -*- coding: utf-8 -*-
+# Documentation shared by alembic-fleet's modules (ansible-doc merges these).
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    CONNECTION = r"""
+options:
+  url:
+    description:
+      - SQLAlchemy URL of the target database, without a password, for example
+        C(postgresql://migrator@db1.example.com:5432/equities) or C(sqlite:////srv/app/var/equities.db).
+      - A URL that contains a password is refused; pass the password in O(password).
+    type: str
+    required: true
+  password:
+    description:
+      - Password of the database user. Never written to argv, logs, results or files other than a private
+        0600 C(PGPASSFILE) that is removed after use.
+    type: str
+  connect_timeout:
+    description: Seconds to wait for a connection before giving up.
+    type: int
+    default: 10
+"""
+
+    PROJECT = r"""
+options:
+  config:
+    description:
+      - Path of the Alembic project's C(alembic.ini). Any ordinary Alembic project works; its C(env.py) receives
+        the live connection as C(config.attributes["connection"]), the password-free URL as
+        C(config.attributes["url"]), C(sqlalchemy.url) and C(DATABASE_URL), and the password through C(PGPASSFILE).
+    type: path
+    required: true
+    aliases: [alembic_ini]
+  project_dir:
+    description:
+      - Directory that the project's relative paths and imports start from (the guides' "project root"). The
+        module changes into it and puts it on C(sys.path) while C(env.py) runs.
+      - Defaults to the directory holding O(config).
+    type: path
+  ini_section:
+    description: Section of O(config) that holds C(script_location).
+    type: str
+    default: alembic
+"""
+
+    CREATE = r"""
+options:
+  create_database:
+    description:
+      - Create the database (PostgreSQL) or the SQLite file when it does not exist. Off by default, so that a
+        typo in the inventory fails instead of creating an empty database.
+    type: bool
+    default: false
+  maintenance_db:
+    description: PostgreSQL database to connect to when creating the target database.
+    type: str
+    default: postgres
+"""

@@ -1,0 +1,1 @@
+"""Test-support helpers for the alembic-fleet test suite (throwaway PostgreSQL clusters)."""
