@@ -145,7 +145,7 @@ def explain_revision_error(exc: BaseException, spec: TargetSpec, current: Sequen
             "target '%s' cannot be reached by downgrading from the current revision %s (it is ahead of it or on another branch): choose an earlier revision, or use the upgrade module."
             % (spec.given, now)
         )
-    if "relative revision" in lowered or "walked too far" in lowered or "didn't produce" in lowered:
+    if isinstance(exc, AssertionError) or "relative revision" in lowered or "walked too far" in lowered or "didn't produce" in lowered:
         return FleetError(
             "target '%s' goes past the end of the history from the current revision %s: use a smaller step, head, or base." % (spec.given, now)
         )
@@ -170,23 +170,21 @@ class AlembicRun:
     @contextlib.contextmanager
     def session(self) -> Iterator["AlembicRun"]:
         cwd = os.getcwd()
-        added_path = self.project.project_dir not in sys.path
+        saved_path = list(sys.path)
         with private_passfile(self.target.password if self.target.dialect == "postgresql" else None) as passfile:
             overrides: dict[str, str | None] = {"DATABASE_URL": self.target.url}
             if passfile:
                 overrides["PGPASSFILE"] = passfile
             try:
                 os.chdir(self.project.project_dir)
-                if added_path:
-                    sys.path.insert(0, self.project.project_dir)
+                sys.path.insert(0, self.project.project_dir)
                 with environment(overrides), contextlib.redirect_stdout(self.output), contextlib.redirect_stderr(self.output):
                     yield self
             finally:
                 if self._engine is not None:
                     self._engine.dispose()
                     self._engine = None
-                if added_path and self.project.project_dir in sys.path:
-                    sys.path.remove(self.project.project_dir)
+                sys.path[:] = saved_path  # env.py and prepend_sys_path add entries too
                 os.chdir(cwd)
 
     def log_lines(self) -> list[str]:
@@ -318,9 +316,24 @@ class AlembicRun:
                 steps = self.script._upgrade_revs(spec.alembic, tuple(current))
             else:
                 steps = self.script._downgrade_revs(spec.alembic, tuple(current))
-        except (CommandError, Exception) as exc:
+        except Exception as exc:  # CommandError, and a bare AssertionError for over-long walks
             raise explain_revision_error(exc, spec, current, heads) from None
+        if direction == "upgrade" and not steps and current and spec.ref not in (None, "head", "heads"):
+            self._refuse_older_target(spec, current, heads)
         return [_step_from(step) for step in steps]
+
+    def _refuse_older_target(self, spec: TargetSpec, current: Sequence[str], heads: Sequence[str]) -> None:
+        # Alembic plans nothing for an upgrade to an ancestor; an operator who
+        # asked for it meant something else, so say so instead of "ok".
+        try:
+            behind = self.script._downgrade_revs(spec.alembic, tuple(current))
+        except Exception:
+            return
+        if behind:
+            raise FleetError(
+                "target '%s' cannot be reached by upgrading from the current revision %s (it is %d revision(s) behind it): use the downgrade module (or rollback.yml) to go back."
+                % (spec.given, ", ".join(current), len(behind))
+            )
 
     def render_sql(self, direction: str, spec: TargetSpec, current: Sequence[str]) -> tuple[str | None, str | None]:
         """Offline SQL for the plan; (sql, note) where note says why there is none."""
@@ -423,7 +436,8 @@ def explain_migration_failure(exc: BaseException, target: DbTarget, direction: s
 
 # -- schema differences ---------------------------------------------------
 def _name(obj: Any) -> str:
-    return str(getattr(obj, "name", obj))
+    name = getattr(obj, "name", obj)
+    return "" if name is None else str(name)
 
 
 def _table_of(obj: Any) -> str:

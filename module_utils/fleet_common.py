@@ -9,7 +9,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 from urllib.parse import unquote, urlsplit
 
@@ -55,7 +55,7 @@ class DbTarget:
     port: int | None
     user: str | None
     dbname: str  # PostgreSQL database name, or the SQLite file path
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     connect_timeout: int = 10
 
     @property
@@ -79,11 +79,14 @@ def parse_target(url: str, password: str | None, connect_timeout: int = 10) -> D
     dialect, _, driver = scheme.partition("+")
     if dialect == "postgres":
         dialect = "postgresql"
+        text = "postgresql" + text[len("postgres"):]
+        parts = urlsplit(text)
     if dialect not in DIALECTS:
         raise FleetError(
             "url uses the unsupported dialect '%s': alembic-fleet drives postgresql:// and sqlite:/// databases." % (dialect or "(none)")
         )
-    if parts.password is not None:
+    query = parts.query.lower()
+    if parts.password is not None or "password=" in query or "passfile=" in query:
         raise FleetError(
             "url contains a password: remove it from the URL and pass it in the no_log 'password' option (e.g. from an environment variable or ansible-vault)."
         )
@@ -151,6 +154,8 @@ def private_passfile(password: str | None) -> Iterator[str | None]:
     if not password:
         yield None
         return
+    if "\n" in password or "\r" in password:
+        raise FleetError("the password contains a line break, which libpq's password file cannot hold: change the password.")
     directory = tempfile.mkdtemp(prefix="fleet-pgpass-")
     try:
         os.chmod(directory, 0o700)

@@ -41,10 +41,10 @@ class TargetSpec:
 
 def parse_target(spec: str | None, direction: str) -> TargetSpec:
     """Parse and validate a target for 'upgrade', 'downgrade' or 'stamp'."""
-    given = "" if spec is None else str(spec).strip()
-    if not given:
+    text = "" if spec is None else str(spec).strip()
+    if not text:
         raise FleetError("target is empty: %s." % _GRAMMAR_HELP)
-    text = given
+    given = " ".join(text.split())  # what messages quote: always one line
     tilde = _TILDE.match(text)
     if tilde:
         # The guides write head~N; Alembic spells it head-N.

@@ -1,0 +1,97 @@
+"""Run ansible-playbook / ad-hoc modules from the tests, as an operator would."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Run:
+    argv: list[str]
+    rc: int
+    output: str  # stdout + stderr
+
+    def recap(self) -> dict[str, dict[str, int]]:
+        """PLAY RECAP counters per host."""
+        counters: dict[str, dict[str, int]] = {}
+        for line in self.output.splitlines():
+            match = re.match(r"^(\S+)\s+:\s+(ok=.*)$", line)
+            if match:
+                counters[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
+        return counters
+
+    def changed_total(self) -> int:
+        return sum(c.get("changed", 0) for c in self.recap().values())
+
+
+def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    env.update(
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_LOCAL_TEMP=str(Path(os.environ.get("TMPDIR", "/tmp")) / "fleet-ansible-local"),
+        PATH="%s:%s" % (BIN, env.get("PATH", "")),
+    )
+    env.update(extra or {})
+    return env
+
+
+def playbook(
+    playbook_path: str | Path,
+    inventory: str | Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300,
+) -> Run:
+    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook_path), *args]
+    done = subprocess.run(argv, cwd=REPO, env=_env(env), capture_output=True, text=True, timeout=timeout)
+    return Run(argv=argv, rc=done.returncode, output=done.stdout + done.stderr)
+
+
+def module(
+    name: str,
+    module_args: Mapping[str, Any],
+    *flags: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> tuple[Run, dict[str, Any]]:
+    """Run one module ad hoc on localhost; returns the run and its parsed result."""
+    argv = [
+        str(BIN / "ansible"),
+        "localhost",
+        "-m",
+        name,
+        "-a",
+        json.dumps(dict(module_args)),
+        "-e",
+        "ansible_python_interpreter=%s" % sys.executable,
+        *flags,
+    ]
+    extra = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    extra.update(env or {})
+    done = subprocess.run(argv, cwd=REPO, env=_env(extra), capture_output=True, text=True, timeout=timeout)
+    output = done.stdout + done.stderr
+    result: dict[str, Any] = {}
+    marker = re.search(r"^localhost \| [A-Z!]+ => \{", done.stdout, re.M)
+    if marker:
+        result = json.JSONDecoder().raw_decode(done.stdout[marker.end() - 1 :])[0]
+    return Run(argv=argv, rc=done.returncode, output=output), result
+
+
+def write_yaml(path: Path, data: Any) -> Path:
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
