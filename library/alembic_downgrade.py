@@ -16,7 +16,7 @@ extends_documentation_fragment: [fleet.connection, fleet.project]
 options:
   target:
     description:
-      - Revision to downgrade to. V(-N) (N revisions below the current one), V(base) (undo every revision: drops
+      - Revision to downgrade to. V(-N) (N revisions below the current one), V(base) (undo every revision, which drops
         the project's tables), a full revision id or unique prefix of at least four characters, V(<rev>-N) or
         V(head-N) (also written V(head~N)).
     type: str
