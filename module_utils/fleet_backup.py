@@ -141,8 +141,8 @@ def _server_facts(target: DbTarget) -> tuple[str, int]:
     return text, major
 
 
-def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_dir: str | None) -> dict[str, Any]:
-    server_version, server_major = _server_facts(target)
+def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_dir: str | None, server: tuple[str, int]) -> dict[str, Any]:
+    server_version, server_major = server
     pg_dump = find_pg_binary("pg_dump", server_major, bin_dir)
     pg_restore = find_pg_binary("pg_restore", server_major, os.path.dirname(pg_dump))
     dump_major = _tool_major(pg_dump)
@@ -230,23 +230,24 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     if check_mode:
         result["changed"] = True
         return
+    # Reach the database before creating anything, so a bad input leaves no trace.
+    if target.dialect == "postgresql":
+        server = _server_facts(target)
+    elif not os.path.isfile(target.dbname):
+        raise FleetError("SQLite database file %s does not exist: nothing to back up; check url." % target.dbname)
     _make_private_dirs(directory)
     fd, temp_path = tempfile.mkstemp(prefix=".%s." % filename, suffix=".partial", dir=directory)
     os.close(fd)
     os.chmod(temp_path, 0o600)
     try:
         if target.dialect == "postgresql":
-            facts = _dump_postgresql(target, temp_path, level, params.get("pg_bin_dir"))
+            facts = _dump_postgresql(target, temp_path, level, params.get("pg_bin_dir"), server)
         else:
             facts = _copy_sqlite(target, temp_path)
         os.chmod(temp_path, 0o600)
         checksum = sha256_file(temp_path)
         size = os.path.getsize(temp_path)
-        suffix = 1
-        while os.path.exists(path):  # two backups within one second
-            path = os.path.join(directory, "%s-%d%s" % (os.path.splitext(filename)[0], suffix, os.path.splitext(filename)[1]))
-            suffix += 1
-        os.replace(temp_path, path)
+        path = _place(temp_path, directory, filename)
     except BaseException:
         if os.path.exists(temp_path):
             os.unlink(temp_path)
@@ -271,6 +272,20 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     manifest_path = path + MANIFEST_SUFFIX
     _write_private_json(manifest_path, manifest)
     result.update(changed=True, path=path, manifest_path=manifest_path, manifest=manifest, duration=manifest["duration"])
+
+
+def _place(temp_path: str, directory: str, filename: str) -> str:
+    """Move the verified file to its name without ever replacing another backup."""
+    stem, ext = os.path.splitext(filename)
+    for attempt in range(1000):
+        path = os.path.join(directory, filename if attempt == 0 else "%s-%d%s" % (stem, attempt, ext))
+        try:
+            os.link(temp_path, path)  # fails if the name exists: no check-then-replace race
+        except FileExistsError:
+            continue
+        os.unlink(temp_path)
+        return path
+    raise FleetError("more than 1000 backups named %s in %s: clean up the backup directory." % (filename, directory))
 
 
 def _write_private_json(path: str, payload: dict[str, Any]) -> None:
