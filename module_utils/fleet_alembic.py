@@ -14,7 +14,7 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from ansible.module_utils.fleet_common import DbTarget, FleetError, environment, private_passfile, scrub

@@ -152,8 +152,3 @@ def connect(engine: "Engine", target: DbTarget) -> "Connection":
     except sa.exc.DBAPIError as exc:
         raise explain_connect_error(target, exc) from None
 
-
-def server_version(conn: "Connection") -> str:
-    if conn.dialect.name == "postgresql":
-        return str(conn.exec_driver_sql("SHOW server_version").scalar())
-    return "sqlite %s" % conn.exec_driver_sql("select sqlite_version()").scalar()

@@ -6,9 +6,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
-
-from ansible.module_utils.fleet_module import Operation
+from typing import Any
 
 from ansible.module_utils.fleet_alembic import (
     ALEMBIC_IMPORT_ERROR,
@@ -26,6 +24,7 @@ from ansible.module_utils.fleet_common import (
     parse_target,
 )
 from ansible.module_utils.fleet_db import DatabaseMissing
+from ansible.module_utils.fleet_module import Operation
 
 CREATE_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "create_database": dict(type="bool", default=False),

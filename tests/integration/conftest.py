@@ -4,7 +4,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.ansible_run import REPO, write_yaml
 from support.pgcluster import PgCluster
 

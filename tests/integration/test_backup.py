@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.ansible_run import Run, module
 from support.pgcluster import PgCluster, pg_bin_dir
 

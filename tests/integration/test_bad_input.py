@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.ansible_run import REPO, module, playbook
 from support.pgcluster import PgCluster
 

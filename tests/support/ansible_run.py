@@ -9,7 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
