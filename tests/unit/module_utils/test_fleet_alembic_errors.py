@@ -7,7 +7,9 @@ diffs from SQLite."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any, Iterator
@@ -93,17 +95,46 @@ def test_directory_given_as_config_is_reported(tmp_path: Path) -> None:
     assert "does not exist" in one_line(caught)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read a mode-000 file")
-def test_unreadable_config_is_reported(tmp_path: Path) -> None:
-    ini = write(tmp_path / "alembic.ini", "[alembic]\nscript_location = %(here)s\n")
-    ini.chmod(0)
-    try:
-        with pytest.raises(FleetError) as caught:
+def _load_project_as_nobody(ini: Path) -> str:
+    """load_project's message in a forked child that dropped root (root reads anything)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: already has the code in memory, so no venv access is needed
+        os.close(read_end)
+        message = "no error"
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
             load_project(str(ini))
+        except FleetError as exc:
+            message = str(exc)
+        except BaseException as exc:  # noqa: BLE001 - report anything to the parent
+            message = "unexpected %r" % exc
+        os.write(write_end, message.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as reader:
+        message = reader.read()
+    os.waitpid(pid, 0)
+    return message
+
+
+def test_unreadable_config_is_reported() -> None:
+    directory = Path(tempfile.mkdtemp(prefix="fleet-unreadable-"))
+    try:
+        directory.chmod(0o755)  # traversable by the unprivileged child
+        ini = write(directory / "alembic.ini", "[alembic]\nscript_location = %(here)s\n")
+        ini.chmod(0)
+        if os.geteuid() == 0:
+            message = _load_project_as_nobody(ini)
+        else:
+            with pytest.raises(FleetError) as caught:
+                load_project(str(ini))
+            message = str(caught.value)
     finally:
-        ini.chmod(0o600)
-    message = one_line(caught)
-    assert "is not readable" in message
+        shutil.rmtree(directory)
+    assert "\n" not in message
+    assert "is not readable" in message, message
     assert "read access" in message
 
 
