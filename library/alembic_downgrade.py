@@ -12,7 +12,7 @@ description:
   - In check mode nothing is written; C(changed) tells whether anything would be undone. With C(--diff) the SQL is
     returned as the diff (Alembic offline mode; SQLite table rebuilds cannot render offline and say so).
 version_added: "0.1.0"
-extends_documentation_fragment: [fleet.connection, fleet.project]
+extends_documentation_fragment: [fleet.connection, fleet.project, fleet.ledger]
 options:
   target:
     description:
@@ -21,6 +21,21 @@ options:
         V(head-N) (also written V(head~N)).
     type: str
     required: true
+  refuse:
+    description:
+      - Refuse, before anything runs, a downgrade that undoes a revision of these kinds. Each revision's
+        C(downgrade()) is classified by reading its source - V(lossy) drops tables or columns (their data is lost),
+        V(irreversible) is empty or raises. The message names the revisions and suggests restoring the backup.
+    type: list
+    elements: str
+    choices: [lossy, irreversible]
+    default: [irreversible]
+  floor:
+    description: Refuse a downgrade that would undo this revision (the lowest one a rollback may reach without an override).
+    type: str
+  undo_entry_id:
+    description: Ledger entry this downgrade undoes; it is marked C(rolled_back) in the same transaction.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -71,10 +86,14 @@ applied:
   type: list
   elements: dict
 pending:
-  description: Revisions that would be undone.
-  returned: in check mode, when something would be undone
+  description: Revisions that would be undone, each with C(reversibility) (reversible, lossy, irreversible) and C(reasons).
+  returned: in check mode, or when the downgrade was refused
   type: list
   elements: dict
+ledger_entry_id:
+  description: Id of the ledger row that records this change.
+  returned: when something changed
+  type: str
 sql:
   description: The SQL rendered by Alembic's offline mode.
   returned: with C(--diff), when something would be undone
@@ -96,12 +115,19 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.fleet_module import run_module
+from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
 from ansible.module_utils.fleet_ops import IMPORT_ERROR, alembic_argument_spec, make_migrate
 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=alembic_argument_spec(target=dict(type="str", required=True)),
+        argument_spec=alembic_argument_spec(
+            LEDGER_ARGUMENT_SPEC,
+            target=dict(type="str", required=True),
+            refuse=dict(type="list", elements="str", choices=["lossy", "irreversible"], default=["irreversible"]),
+            floor=dict(type="str"),
+            undo_entry_id=dict(type="str"),
+        ),
         supports_check_mode=True,
     )
     run_module(module, make_migrate("downgrade"), IMPORT_ERROR)

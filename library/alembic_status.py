@@ -18,6 +18,14 @@ options:
       - When the project has several heads, V(head) is read as V(heads).
     type: str
     default: head
+  ledger_table:
+    description: Name of the run ledger table to report the last runs from.
+    type: str
+    default: alembic_fleet_ledger
+  ledger_limit:
+    description: How many of the newest ledger rows to return in RV(last_runs).
+    type: int
+    default: 5
   create_database:
     description:
       - When the database does not exist, report it as empty (C(exists=false), everything pending) instead of
@@ -95,6 +103,17 @@ server_version:
   description: Version of the database server.
   returned: when the database exists
   type: str
+last_runs:
+  description: The newest ledger rows, newest first (run_id, action, outcome, environment, host, name, operator,
+    started_at, finished_at, duration, from_revision, to_revision, backup_path, backup_sha256, revisions, message,
+    undone_by).
+  returned: success
+  type: list
+  elements: dict
+last_change:
+  description: The newest migrate/upgrade ledger row - the run a rollback would undo - or null.
+  returned: success
+  type: dict
 revisions:
   description: Number of revisions in the project.
   returned: always
@@ -112,7 +131,12 @@ from ansible.module_utils.fleet_ops import CREATE_ARGUMENT_SPEC, IMPORT_ERROR, a
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=alembic_argument_spec(CREATE_ARGUMENT_SPEC, target=dict(type="str", default="head")),
+        argument_spec=alembic_argument_spec(
+            CREATE_ARGUMENT_SPEC,
+            target=dict(type="str", default="head"),
+            ledger_table=dict(type="str", default="alembic_fleet_ledger"),
+            ledger_limit=dict(type="int", default=5),
+        ),
         supports_check_mode=True,
     )
     run_module(module, status, IMPORT_ERROR)

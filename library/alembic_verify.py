@@ -22,9 +22,24 @@ options:
     type: list
     elements: str
   compare_schema:
-    description: Compare the live schema with the models' metadata.
+    description:
+      - Compare the live schema with the models' metadata when the database is at head; below head, with the schema
+        the migrations build at the database's revision in a scratch database (PostgreSQL, needs CREATEDB) or a
+        temporary file (SQLite), which is removed afterwards.
     type: bool
     default: true
+  check_files:
+    description: Fail when an applied revision's file differs from the one recorded in the ledger when it was applied.
+    type: bool
+    default: true
+  ledger_table:
+    description: Name of the run ledger table.
+    type: str
+    default: alembic_fleet_ledger
+  maintenance_db:
+    description: PostgreSQL database to connect to when creating the scratch database.
+    type: str
+    default: postgres
 attributes:
   check_mode:
     support: full
@@ -71,6 +86,10 @@ schema_differences:
   returned: when the schema was compared
   type: list
   elements: str
+schema_compared_with:
+  description: What the live schema was compared with (the models, or the schema built at a revision).
+  returned: when the schema was compared
+  type: str
 schema_note:
   description: Why the schema was not compared.
   returned: when it was not
@@ -97,6 +116,9 @@ def main() -> None:
             revision=dict(type="str", default="head"),
             expected_heads=dict(type="list", elements="str"),
             compare_schema=dict(type="bool", default=True),
+            check_files=dict(type="bool", default=True),
+            ledger_table=dict(type="str", default="alembic_fleet_ledger"),
+            maintenance_db=dict(type="str", default="postgres"),
         ),
         supports_check_mode=True,
     )

@@ -47,6 +47,22 @@ options:
   pg_bin_dir:
     description: Directory holding C(pg_dump) and C(pg_restore). By default the one matching the server's major version.
     type: path
+  keep_last:
+    description:
+      - Retention, applied after a successful backup to this database's directory - keep the newest O(keep_last)
+        backups and every backup younger than O(keep_days) days; delete the rest with their manifests. The newest
+        backup and the O(protect) paths are never deleted. Unset means keep everything.
+      - In check mode the result's C(retention.would_delete) lists what would go.
+    type: int
+  keep_days:
+    description: With O(keep_last), also keep every backup younger than this many days.
+    type: float
+    default: 0
+  protect:
+    description: Backup paths retention must never delete (for example the one the newest ledger entry refers to).
+    type: list
+    elements: path
+    default: []
 attributes:
   check_mode:
     support: full
@@ -85,6 +101,10 @@ manifest:
     toc_entries.
   returned: when a backup was written
   type: dict
+retention:
+  description: What retention deleted (C(deleted)) and kept (C(kept)), or in check mode would delete (C(would_delete)).
+  returned: when O(keep_last) is set
+  type: dict
 duration:
   description: Seconds the backup took.
   returned: when a backup was written
@@ -108,6 +128,9 @@ def main() -> None:
             revision=dict(type="str", default=""),
             compress_level=dict(type="int", default=1),
             pg_bin_dir=dict(type="path"),
+            keep_last=dict(type="int"),
+            keep_days=dict(type="float", default=0),
+            protect=dict(type="list", elements="path", default=[]),
         ),
         supports_check_mode=True,
     )

@@ -230,6 +230,12 @@ class AlembicRun:
                 ) from None
         return self._script
 
+    def lineage(self, current: Sequence[str]) -> list[Any]:
+        """Scripts applied to a database at `current` (current down to base)."""
+        if not current:
+            return []
+        return list(self.script.revision_map.iterate_revisions(tuple(current), "base", inclusive=True, assert_relative_length=False))
+
     def script_heads(self) -> list[str]:
         return list(self.script.get_heads())
 
@@ -260,7 +266,7 @@ class AlembicRun:
         create_database(self.target, maintenance_db)
         return True
 
-    def probe(self, compare: bool = False) -> Probe:
+    def probe(self, compare: bool = False, ignore_tables: Sequence[str] = ()) -> Probe:
         """Current heads (and model differences) via env.py, writing nothing."""
         if not self.exists():
             return Probe(exists=False)
@@ -274,7 +280,9 @@ class AlembicRun:
             metadata = context.opts.get("target_metadata")
             found["metadata_available"] = metadata is not None
             if compare and metadata is not None:
-                found["diffs"] = [describe_diff(diff) for diff in compare_metadata(context, metadata)]
+                found["diffs"] = [
+                    describe_diff(diff) for diff in compare_metadata(context, metadata) if diff_table(diff) not in ignore_tables
+                ]
             return []
 
         conn = connect(self.engine, self.target)
@@ -370,7 +378,7 @@ class AlembicRun:
             return None, "SQL not rendered: %s" % " ".join(str(exc).split())
         return buffer.getvalue(), None
 
-    def migrate(self, direction: str, spec: TargetSpec) -> None:
+    def migrate(self, direction: str, spec: TargetSpec, before_commit: Callable[[Any], None] | None = None) -> None:
         """Run the migration in one transaction on the shared connection."""
 
         def steps(rev: Any, context: Any) -> list[Any]:
@@ -378,26 +386,38 @@ class AlembicRun:
                 return self.script._upgrade_revs(spec.alembic, rev)
             return self.script._downgrade_revs(spec.alembic, rev)
 
-        self._run_in_transaction(steps, destination_rev=spec.alembic)
+        self._run_in_transaction(steps, destination_rev=spec.alembic, before_commit=before_commit)
 
-    def stamp(self, spec: TargetSpec) -> None:
+    def stamp(self, spec: TargetSpec, before_commit: Callable[[Any], None] | None = None) -> None:
         def steps(rev: Any, context: Any) -> list[Any]:
             return self.script._stamp_revs(spec.alembic, rev)
 
-        self._run_in_transaction(steps, destination_rev=spec.alembic)
+        self._run_in_transaction(steps, destination_rev=spec.alembic, before_commit=before_commit)
 
-    def _run_in_transaction(self, fn: Callable[..., Any], destination_rev: str) -> None:
+    def _run_in_transaction(self, fn: Callable[..., Any], destination_rev: str, before_commit: Callable[[Any], None] | None) -> None:
         conn = connect(self.engine, self.target)
         try:
             transaction = conn.begin()
             try:
                 self._run_env(self.config(connection=conn), fn, as_sql=False, destination_rev=destination_rev)
+                if before_commit is not None:
+                    before_commit(conn)  # the ledger row commits with the migration, or not at all
             except BaseException:
                 if transaction.is_active:
                     transaction.rollback()
                 raise
             if transaction.is_active:
                 transaction.commit()
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A short transaction of our own (ledger bookkeeping), committed on success."""
+        conn = connect(self.engine, self.target)
+        try:
+            with conn.begin():
+                yield conn
         finally:
             conn.close()
 
@@ -445,40 +465,45 @@ def _table_of(obj: Any) -> str:
     return _name(table) if table is not None else "?"
 
 
-def describe_diff(diff: Any) -> str:
-    """One readable line per difference reported by compare_metadata."""
-    if isinstance(diff, list):  # column modifications come grouped
-        return "; ".join(describe_diff(item) for item in diff)
+def diff_table(diff: Any) -> str | None:
+    """The table a compare_metadata difference is about."""
+    if isinstance(diff, list):
+        return diff_table(diff[0]) if diff else None
     kind = diff[0]
-    if kind == "add_table":
-        return "table %s is in the models but not in the database" % _name(diff[1])
-    if kind == "remove_table":
-        return "table %s is in the database but not in the models" % _name(diff[1])
-    if kind == "add_column":
-        return "column %s.%s is in the models but not in the database" % (diff[2], _name(diff[3]))
-    if kind == "remove_column":
-        return "column %s.%s is in the database but not in the models" % (diff[2], _name(diff[3]))
+    if kind in ("add_table", "remove_table"):
+        return _name(diff[1])
+    if kind in ("add_column", "remove_column") or kind.startswith("modify_"):
+        return str(diff[2])
+    return _table_of(diff[1]) if len(diff) > 1 else None
+
+
+def describe_diff(diff: Any, reference: str = "models") -> str:
+    """One readable line per difference reported by compare_metadata.
+
+    `reference` names what the database is compared with (the models, or the
+    schema the migrations build at a revision).
+    """
+    if isinstance(diff, list):  # column modifications come grouped
+        return "; ".join(describe_diff(item, reference) for item in diff)
+    kind = diff[0]
+    added = kind.startswith("add")
+    side, other = (reference, "database") if added else ("database", reference)
+    if kind in ("add_table", "remove_table"):
+        return "table %s is in the %s but not in the %s" % (_name(diff[1]), side, other)
+    if kind in ("add_column", "remove_column"):
+        return "column %s.%s is in the %s but not in the %s" % (diff[2], _name(diff[3]), side, other)
     if kind in ("add_index", "remove_index"):
         index = diff[1]
-        side = "models" if kind == "add_index" else "database"
-        other = "database" if kind == "add_index" else "models"
-        return "index %s on %s(%s) is in the %s but not in the %s" % (
-            _name(index),
-            _table_of(index),
-            ", ".join(_name(c) for c in getattr(index, "columns", [])),
-            side,
-            other,
-        )
+        columns = ", ".join(_name(c) for c in getattr(index, "columns", []))
+        return "index %s on %s(%s) is in the %s but not in the %s" % (_name(index), _table_of(index), columns, side, other)
     if kind in ("add_constraint", "remove_constraint", "add_fk", "remove_fk"):
         constraint = diff[1]
-        side = "models" if kind.startswith("add") else "database"
-        other = "database" if kind.startswith("add") else "models"
         label = "foreign key" if kind.endswith("fk") else "constraint"
         return "%s %s on %s is in the %s but not in the %s" % (label, _name(constraint) or "(unnamed)", _table_of(constraint), side, other)
     if kind.startswith("modify_"):
-        _, schema, table, column, _existing, old, new = diff[:7]
+        _, _schema, table, column, _existing, old, new = diff[:7]
         what = kind[len("modify_"):]
-        return "column %s.%s %s differs: database has %s, models have %s" % (table, column, what, old, new)
+        return "column %s.%s %s differs: database has %s, %s %s %s" % (table, column, what, old, reference, "have" if reference == "models" else "has", new)
     return "difference %r" % (diff,)
 
 

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ansible.module_utils.fleet_common import DbTarget, FleetError, parse_target, private_passfile, scrub
+from ansible.module_utils.fleet_retention import NEWEST, apply_retention, plan_retention
 
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = 1
@@ -94,22 +95,22 @@ def _version_key(path: str) -> tuple[int, ...]:
     return (int(match.group(1)),) if match else (0,)
 
 
-def _tool_major(binary: str) -> int:
+def tool_major(binary: str) -> int:
     output = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout
     match = re.search(r"(\d+)(?:\.\d+)?", output)
     return int(match.group(1)) if match else 0
 
 
-def _pg_environment(target: DbTarget, passfile: str | None) -> dict[str, str]:
+def pg_environment(target: DbTarget, passfile: str | None, app_name: str = "alembic-fleet-backup") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE", "DATABASE_URL")}
-    env["PGAPPNAME"] = "alembic-fleet-backup"
+    env["PGAPPNAME"] = app_name
     env["PGCONNECT_TIMEOUT"] = str(target.connect_timeout)
     if passfile:
         env["PGPASSFILE"] = passfile
     return env
 
 
-def _server_facts(target: DbTarget) -> tuple[str, int]:
+def server_facts(target: DbTarget, app_name: str = "alembic-fleet-backup") -> tuple[str, int]:
     """Server version (text, major), and a readable failure when unreachable."""
     import psycopg2  # only the backup of PostgreSQL needs it
 
@@ -118,7 +119,7 @@ def _server_facts(target: DbTarget) -> tuple[str, int]:
         "port": target.port or 5432,
         "dbname": target.dbname,
         "connect_timeout": target.connect_timeout,
-        "application_name": "alembic-fleet-backup",
+        "application_name": app_name,
     }
     if target.user:
         kwargs["user"] = target.user
@@ -145,7 +146,7 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
     server_version, server_major = server
     pg_dump = find_pg_binary("pg_dump", server_major, bin_dir)
     pg_restore = find_pg_binary("pg_restore", server_major, os.path.dirname(pg_dump))
-    dump_major = _tool_major(pg_dump)
+    dump_major = tool_major(pg_dump)
     if dump_major and dump_major < server_major:
         raise FleetError(
             "%s is version %d but the server is %d: install postgresql-client-%d or point pg_bin_dir at a newer pg_dump."
@@ -164,7 +165,7 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
     if target.user:
         argv.append("--username=%s" % target.user)
     with private_passfile(target.password) as passfile:
-        done = subprocess.run(argv, env=_pg_environment(target, passfile), capture_output=True, text=True, check=False)
+        done = subprocess.run(argv, env=pg_environment(target, passfile), capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise FleetError(
             "pg_dump of %s failed (exit %d): %s; no backup was written."
@@ -229,10 +230,13 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     result.update(database=target.label, path=path, manifest_path=path + MANIFEST_SUFFIX)
     if check_mode:
         result["changed"] = True
+        retention = _retention(directory, params, check_mode, now)
+        if retention is not None:
+            result["retention"] = retention
         return
     # Reach the database before creating anything, so a bad input leaves no trace.
     if target.dialect == "postgresql":
-        server = _server_facts(target)
+        server = server_facts(target)
     elif not os.path.isfile(target.dbname):
         raise FleetError("SQLite database file %s does not exist: nothing to back up; check url." % target.dbname)
     _make_private_dirs(directory)
@@ -272,6 +276,27 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     manifest_path = path + MANIFEST_SUFFIX
     _write_private_json(manifest_path, manifest)
     result.update(changed=True, path=path, manifest_path=manifest_path, manifest=manifest, duration=manifest["duration"])
+    retention = _retention(directory, params, check_mode, now)
+    if retention is not None:
+        result["retention"] = retention
+
+
+def _retention(directory: str, params: dict[str, Any], check_mode: bool, now: datetime) -> dict[str, Any] | None:
+    """Prune older backups of this database after a good one (or say what would go)."""
+    keep_last = params.get("keep_last")
+    if not keep_last:
+        return None
+    keep_days = float(params.get("keep_days") or 0)
+    protect = [p for p in params.get("protect") or [] if p]
+    if not check_mode:
+        plan = plan_retention(directory, keep_last, keep_days, protect, now)
+        return {"deleted": apply_retention(plan), "kept": plan.keep}
+    # The backup this run would add is the newest and takes one of keep_last's places.
+    plan = plan_retention(directory, max(keep_last - 1, 1), keep_days, protect, now)
+    would_delete = list(plan.delete)
+    if keep_last == 1:
+        would_delete.extend(p for p in plan.keep if plan.reasons.get(p) == NEWEST)
+    return {"would_delete": would_delete}
 
 
 def _place(temp_path: str, directory: str, filename: str) -> str:
@@ -305,11 +330,15 @@ def _write_private_json(path: str, payload: dict[str, Any]) -> None:
 def verify_backup(path: str) -> dict[str, Any]:
     """Read a backup's manifest and check the file's size and sha256 against it."""
     manifest_path = path + MANIFEST_SUFFIX
+    if not os.path.isfile(path):
+        raise FleetError("backup %s does not exist: check the path (the ledger names the backup of each run)." % path)
     try:
         with open(manifest_path) as handle:
             manifest = json.load(handle)
     except (OSError, ValueError) as exc:
         raise FleetError("backup manifest %s cannot be read (%s): the backup is not usable." % (manifest_path, exc)) from None
+    if not isinstance(manifest, dict):
+        raise FleetError("backup manifest %s is not a manifest written by db_backup: the backup is not usable." % manifest_path)
     if os.path.getsize(path) != manifest.get("size") or sha256_file(path) != manifest.get("sha256"):
         raise FleetError("backup %s does not match its manifest's checksum: it is damaged; do not restore it." % path)
     return manifest

@@ -5,6 +5,7 @@
 # AnsibleModule to these functions through run_module().
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -24,6 +25,18 @@ from ansible.module_utils.fleet_common import (
     parse_target,
 )
 from ansible.module_utils.fleet_db import DatabaseMissing
+from ansible.module_utils.fleet_ledger import (
+    DEFAULT_TABLE,
+    FAILED,
+    LEDGER_ARGUMENT_SPEC,
+    SUCCEEDED,
+    Ledger,
+    RunRecord,
+    file_sha256,
+    revision_records,
+)
+from ansible.module_utils.fleet_review import classify_downgrade
+from ansible.module_utils.fleet_scratch import expected_schema_differences
 from ansible.module_utils.fleet_module import Operation
 
 CREATE_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
@@ -89,6 +102,12 @@ def status(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
             pending_count=len(steps),
             at_target=not steps,
         )
+        ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
+        result.update(last_runs=[], last_change=None)
+        if probe.exists:
+            with run.transaction() as conn:
+                result["last_runs"] = ledger.read(conn, params.get("ledger_limit") or 5)
+                result["last_change"] = ledger.last_change(conn)
     result["duration"] = elapsed(started)
 
 
@@ -100,9 +119,37 @@ def make_migrate(direction: str) -> Operation:
     return migrate
 
 
+def _review_downgrade(params: dict[str, Any], steps: list[Step], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Classify each revision to undo; refuse before anything runs when policy says so."""
+    planned = []
+    refused: list[str] = []
+    refuse = set(params.get("refuse") or ())
+    for step in steps:
+        entry = step.as_dict()
+        verdict = classify_downgrade(step.path)
+        entry.update(reversibility=verdict.kind, reasons=list(verdict.reasons))
+        planned.append(entry)
+        if verdict.kind in refuse:
+            refused.append("%s (%s: %s)" % (step.revision, verdict.kind, "; ".join(verdict.reasons)))
+    result["pending"] = planned
+    floor = params.get("floor")
+    if floor and any(step.revision == floor or step.revision.startswith(floor) for step in steps):
+        raise FleetError(
+            "downgrading to '%s' would undo revision %s, below the allowed floor: undo only the last run, or set the override to go further."
+            % (result.get("target"), floor)
+        )
+    if refused:
+        raise FleetError(
+            "refusing to downgrade: %s; restore the run's backup instead (rollback_strategy: restore), or allow it explicitly."
+            % ", ".join(refused)
+        )
+    return planned
+
+
 def _migrate(direction: str, params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
     started = time.monotonic()
     run = _open(params)
+    ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
     result.update(database=run.target.label, direction=direction, before=[], after=[], applied=[])
     with run.session():
         spec = run.parse(params.get("target"), direction)
@@ -113,7 +160,10 @@ def _migrate(direction: str, params: dict[str, Any], check_mode: bool, want_diff
         before = list(probe.current)
         result.update(before=before, after=before, exists=probe.exists)
         steps = run.plan(direction, spec, before)
-        planned = [step.as_dict() for step in steps]
+        if direction == "downgrade":
+            planned = _review_downgrade(params, steps, result)
+        else:
+            planned = [step.as_dict() for step in steps]
         sql = note = None
         if want_diff and steps:
             sql, note = run.render_sql(direction, spec, before)
@@ -121,17 +171,32 @@ def _migrate(direction: str, params: dict[str, Any], check_mode: bool, want_diff
             if note:
                 result["sql_note"] = note
         if not steps:
+            result.pop("pending", None)
             result["log"] = run.log_lines()
             result["duration"] = elapsed(started)
             return
+        predicted = _predict_heads(before, steps)
         if check_mode:
-            result.update(changed=True, pending=planned, after=_predict_heads(before, steps))
+            result.update(changed=True, pending=planned, after=predicted)
         else:
+            result.pop("pending", None)
             if not probe.exists:
                 run.ensure_database(True, params.get("maintenance_db") or "postgres")
                 result["database_created"] = True
+            record = RunRecord.from_params(params, default_action=direction)
+            with run.transaction() as conn:
+                entry_id = ledger.start(conn, record, before)
+            result["ledger_entry_id"] = entry_id
+            applied = revision_records(steps)
+            undo = params.get("undo_entry_id")
+
+            def record_success(conn: Any) -> None:
+                ledger.finish(conn, entry_id, SUCCEEDED, predicted, applied)
+                if undo:
+                    ledger.mark_undone(conn, undo, entry_id)
+
             try:
-                run.migrate(direction, spec)
+                run.migrate(direction, spec, before_commit=record_success)
             except FleetError:
                 raise
             except Exception as exc:
@@ -140,9 +205,12 @@ def _migrate(direction: str, params: dict[str, Any], check_mode: bool, want_diff
                     now = list(run.probe().current)
                 except Exception:  # the database itself may be gone
                     now = []
+                with run.transaction() as conn:
+                    ledger.finish(conn, entry_id, FAILED, now, [], message)
                 result.update(after=now, changed=now != before, failed_steps=planned, log=run.log_lines())
                 raise FleetError(
-                    "%s; the database is at %s (was %s)%s." % (
+                    "%s; the database is at %s (was %s)%s."
+                    % (
                         message,
                         ", ".join(now) or "base",
                         ", ".join(before) or "base",
@@ -150,7 +218,7 @@ def _migrate(direction: str, params: dict[str, Any], check_mode: bool, want_diff
                     )
                 ) from None
             after = list(run.probe().current)
-            result.update(after=after, applied=planned, changed=after != before or bool(result.get("database_created")))
+            result.update(after=after, applied=planned, changed=True)
         if want_diff:
             diff: dict[str, Any] = {
                 "before": _revision_text(before),
@@ -171,6 +239,7 @@ def _migrate(direction: str, params: dict[str, Any], check_mode: bool, want_diff
 def stamp(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
     started = time.monotonic()
     run = _open(params)
+    ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
     result.update(database=run.target.label, before=[], after=[])
     with run.session():
         spec = run.parse(params.get("target"), "stamp")
@@ -198,7 +267,10 @@ def stamp(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dic
                 "prepared": sql if sql else "-- %s\n" % note,
             }
         if not check_mode:
-            run.stamp(spec)
+            with run.transaction() as conn:
+                entry_id = ledger.start(conn, RunRecord.from_params(params, default_action="stamp"), before)
+            result["ledger_entry_id"] = entry_id
+            run.stamp(spec, before_commit=lambda conn: ledger.finish(conn, entry_id, SUCCEEDED, wanted, [], "stamped without running migrations"))
             wanted = list(run.probe().current)
         result.update(changed=True, after=wanted, log=run.log_lines())
     result["duration"] = elapsed(started)
@@ -238,22 +310,50 @@ def verify(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
         result.update(current=current, expected=expected)
         if sorted(current) != sorted(expected):
             problems.append("the database is at %s, expected %s" % (", ".join(current) or "base", ", ".join(expected) or "base"))
+        ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
+        if params.get("check_files", True):
+            problems.extend(_changed_revision_files(run, ledger, current))
         result["schema_compared"] = False
-        if params.get("compare_schema", True) and not problems and sorted(current) == sorted(heads):
-            probe = run.probe(compare=True)
-            if probe.metadata_available:
-                result["schema_compared"] = True
-                result["schema_differences"] = probe.diffs or []
-                if probe.diffs:
-                    problems.append(
-                        "the live schema differs from the models in %d place(s): %s" % (len(probe.diffs), "; ".join(probe.diffs))
-                    )
-            else:
-                result["schema_note"] = "env.py exposes no target_metadata, so the schema was not compared with models"
-        elif params.get("compare_schema", True) and not problems:
-            result["schema_note"] = "the database is not at the project's head, so the models (which describe head) were not compared"
+        if params.get("compare_schema", True) and not problems:
+            _compare_schema(run, params, ledger, current, heads, problems, result)
         result["problems"] = problems
         result["log"] = run.log_lines()
     result["duration"] = elapsed(started)
     if problems:
         raise FleetError("verification of %s failed: %s." % (run.target.label, "; ".join(problems)))
+
+
+def _changed_revision_files(run: AlembicRun, ledger: Ledger, current: list[str]) -> list[str]:
+    """Flyway's validate: an applied revision whose file was edited afterwards."""
+    with run.transaction() as conn:
+        recorded = ledger.applied_checksums(conn)
+    problems = []
+    for script in run.lineage(current):
+        record = recorded.get(script.revision)
+        if record and record["sha256"] != file_sha256(script.path):
+            problems.append(
+                "revision %s (%s) was changed after it was applied (run %s, %s): restore the applied file from version control and put the change in a new revision"
+                % (script.revision, os.path.basename(script.path), record["run_id"], record["at"])
+            )
+    return problems
+
+
+def _compare_schema(
+    run: AlembicRun, params: dict[str, Any], ledger: Ledger, current: list[str], heads: list[str], problems: list[str], result: dict[str, Any]
+) -> None:
+    if sorted(current) == sorted(heads):
+        probe = run.probe(compare=True, ignore_tables=[ledger.name])
+        if not probe.metadata_available:
+            result["schema_note"] = "env.py exposes no target_metadata, so the schema was not compared with models"
+            return
+        differences = probe.diffs or []
+        against = "the models"
+    elif len(current) == 1:
+        differences = expected_schema_differences(run, current[0], [ledger.name], params.get("maintenance_db") or "postgres")
+        against = "what the migrations build at %s" % current[0]
+    else:
+        result["schema_note"] = "the database is at several heads below head, so the schema was not compared"
+        return
+    result.update(schema_compared=True, schema_compared_with=against, schema_differences=differences)
+    if differences:
+        problems.append("the live schema differs from %s in %d place(s): %s" % (against, len(differences), "; ".join(differences)))

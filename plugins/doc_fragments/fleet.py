@@ -59,3 +59,46 @@ options:
     type: str
     default: postgres
 """
+
+    LEDGER = r"""
+options:
+  ledger_table:
+    description:
+      - Name of the run ledger table in the target database (created on first use). Every change is recorded there
+        with its run id, operator, revisions (with the SHA-256 of each file), backup and outcome; never a secret.
+    type: str
+    default: alembic_fleet_ledger
+  record:
+    description: What the ledger row says about the run this change belongs to. All optional.
+    type: dict
+    default: {}
+    suboptions:
+      run_id:
+        description: Identifier shared by all changes of one playbook run. A random one by default.
+        type: str
+      action:
+        description: What the change is part of. Defaults to the module's own action.
+        type: str
+        choices: [migrate, rollback, upgrade, downgrade, stamp, restore]
+      environment:
+        description: Environment name (local, dev, prod).
+        type: str
+        default: ""
+      host:
+        description: Inventory host name.
+        type: str
+        default: ""
+      name:
+        description: Database name as the inventory knows it.
+        type: str
+        default: ""
+      operator:
+        description: Who ran it. Defaults to C(user@control-host) of the module's process.
+        type: str
+      backup_path:
+        description: Backup taken before the change.
+        type: str
+      backup_sha256:
+        description: SHA-256 of that backup.
+        type: str
+"""

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from support.ansible_run import REPO, write_yaml
 from support.pgcluster import PgCluster
 
@@ -15,7 +16,9 @@ def password_env(clusters: list[PgCluster]) -> dict[str, str]:
     return {"FLEET_TEST_%s_PASSWORD" % host.upper(): c.app_password for host, c in zip(HOSTS, clusters)}
 
 
-def make_inventory(root: Path, clusters: list[PgCluster], environment: str = "prod", **policy: Any) -> Path:
+def make_inventory(
+    root: Path, clusters: list[PgCluster], environment: str = "prod", projects: dict[str, str] | None = None, **policy: Any
+) -> Path:
     """A two-host inventory like the repo's prod example, pointing at the test clusters."""
     inventory = root / "inventory"
     write_yaml(inventory / "hosts.yml", {"all": {"children": {environment: {"hosts": {h: None for h in HOSTS}}}}})
@@ -28,12 +31,8 @@ def make_inventory(root: Path, clusters: list[PgCluster], environment: str = "pr
             "fleet_backup_root": str(root / "backups"),
         },
     )
-    group = {
-        "fleet_environment": environment,
-        "fleet_backup_required": True,
-        "fleet_post_upgrade_backup": True,
-        "fleet_create_databases": False,
-    }
+    # The repo's own policy for the environment, as in inventory/group_vars/<env>.yml.
+    group = yaml.safe_load((REPO / "inventory" / "group_vars" / ("%s.yml" % environment)).read_text())
     group.update(policy)
     write_yaml(inventory / "group_vars" / ("%s.yml" % environment), group)
     for host, cluster in zip(HOSTS, clusters):
@@ -43,7 +42,7 @@ def make_inventory(root: Path, clusters: list[PgCluster], environment: str = "pr
                 "fleet_databases": [
                     {
                         "name": name,
-                        "alembic_ini": "migrations/%s/alembic.ini" % name,
+                        "alembic_ini": (projects or {}).get(name, "migrations/%s/alembic.ini" % name),
                         "url": "postgresql://%s@127.0.0.1:%d/%s" % (cluster.app_user, cluster.port, name),
                         "password": "{{ lookup('ansible.builtin.env', 'FLEET_TEST_%s_PASSWORD') }}" % host.upper(),
                     }

@@ -21,7 +21,7 @@ from .test_migrate_postgres import assert_no_secret, head_of, tables_of, version
 
 pytestmark = pytest.mark.slow
 
-EQUITIES_TABLES = {"alembic_version", "companies", "daily_ohlcv"}
+EQUITIES_TABLES = {"alembic_version", "companies", "daily_ohlcv", "alembic_fleet_ledger"}
 
 
 def history() -> list[tuple[str, str]]:
@@ -80,7 +80,7 @@ def test_upgrade_step_by_step_status_and_check_diff(fresh_pg: list[PgCluster]) -
     assert (result["before"], result["after"], ids(result["applied"])) == ([], REVS[:1], REVS[:1])
     assert all(step["direction"] == "upgrade" for step in result["applied"])
     assert version_of(db1, "equities") == REVS[:1]
-    assert tables_of(db1, "equities") == {"alembic_version", "companies"}
+    assert tables_of(db1, "equities") == {"alembic_version", "companies", "alembic_fleet_ledger"}
 
     # status on the partially migrated database: read-only, pending in order
     run, result = call(fresh_pg, "alembic_status", base_args)
@@ -110,7 +110,7 @@ def test_upgrade_step_by_step_status_and_check_diff(fresh_pg: list[PgCluster]) -
         assert "CREATE TABLE companies" not in sql  # rendered from the current revision, not from base
     assert "ALTER TABLE daily_ohlcv ADD COLUMN adjusted_close NUMERIC(15, 4)" in run.output
     assert version_of(db1, "equities") == REVS[:1]
-    assert tables_of(db1, "equities") == {"alembic_version", "companies"}
+    assert tables_of(db1, "equities") == {"alembic_version", "companies", "alembic_fleet_ledger"}
     assert "stock_symbol_type" not in columns_of(db1, "companies")
 
     # head-1 (run at -vvv): the next three revisions
@@ -190,7 +190,7 @@ def test_downgrade_one_then_base(fresh_pg: list[PgCluster]) -> None:
     assert result["changed"] is True
     assert (result["before"], result["after"]) == ([REVS[3]], [])
     assert ids(result["applied"]) == list(reversed(REVS[:4]))
-    assert tables_of(db1, "equities") <= {"alembic_version"}
+    assert tables_of(db1, "equities") <= {"alembic_version", "alembic_fleet_ledger"}
     assert version_of(db1, "equities") == []
 
     # base again: nothing to do
@@ -202,7 +202,7 @@ def test_downgrade_one_then_base(fresh_pg: list[PgCluster]) -> None:
     # +1 is not a downgrade: refused in one line, nothing touched
     run, result = call(fresh_pg, "alembic_downgrade", {**base_args, "target": "+1"})
     fails_with(result, run.rc, "goes up", "upgrade module")
-    assert tables_of(db1, "equities") <= {"alembic_version"}
+    assert tables_of(db1, "equities") <= {"alembic_version", "alembic_fleet_ledger"}
     assert version_of(db1, "equities") == []
 
 
@@ -286,12 +286,21 @@ def test_verify_clean_drifted_behind_and_at_an_older_revision(fresh_pg: list[PgC
     assert result["current"] == [REVS[3]] and result["expected"] == [REVS[4]]
     assert version_of(db1, "equities") == [REVS[3]]
 
-    # ... which is exactly where it should be when asked for that revision
+    # ... which is where it should be when asked for that revision, but below head the schema is
+    # compared with what the migrations build at that revision: the hand-made drift still shows
+    run, result = call(fresh_pg, "alembic_verify", {**base_args, "revision": REVS[3]})
+    fails_with(result, run.rc, "what the migrations build at %s" % REVS[3], "companies.rogue", "idx_daily_ohlcv_date")
+    assert result["current"] == result["expected"] == [REVS[3]]
+    assert result["schema_compared"] is True
+    assert len(result["schema_differences"]) == 2, result["schema_differences"]
+
+    # repaired by hand, the database matches the schema built at that revision
+    db1.execute("ALTER TABLE companies DROP COLUMN rogue", dbname="equities")
+    db1.execute("CREATE INDEX idx_daily_ohlcv_date ON daily_ohlcv (date)", dbname="equities")
     run, result = call(fresh_pg, "alembic_verify", {**base_args, "revision": REVS[3]})
     assert run.rc == 0, result
-    assert result["changed"] is False
-    assert result["problems"] == []
-    assert result["current"] == result["expected"] == [REVS[3]]
-    assert result["schema_compared"] is False
-    assert "not compared" in result["schema_note"]
-    assert "schema_differences" not in result
+    assert result["changed"] is False and result["problems"] == []
+    assert result["schema_compared"] is True and result["schema_differences"] == []
+    assert result["schema_compared_with"] == "what the migrations build at %s" % REVS[3]
+    leftovers = db1.execute("select datname from pg_database where datname like '%scratch%'")
+    assert leftovers == [], "the scratch database is dropped"

@@ -1,0 +1,163 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: db_restore
+short_description: Restore a backup written by db_backup, replacing the database only with a complete, checked copy
+description:
+  - Refuses, before touching anything and in one sentence, a backup file or manifest that is missing or unreadable,
+    a file whose size or SHA-256 differs from its manifest (damaged), a backup of another database (the manifest's
+    C(name) is not O(name)) or of another dialect, a backup whose checksum is not O(expected_sha256), and a target
+    database that does not exist (restoring into a missing database is not this module's job).
+  - PostgreSQL - records a C(running) row in the ledger of the original database, runs C(pg_restore --no-owner
+    --no-privileges --exit-on-error --single-transaction) (argument list; the password only through a private 0600
+    C(PGPASSFILE)) into a new scratch database C(<dbname>_restore_<hex>), checks that its version table holds the
+    manifest's revision, copies the original's ledger rows it lacks so that history survives, records the restore
+    as C(succeeded) there (and marks O(undo_entry_id) as undone), then swaps it in from O(maintenance_db) -
+    connections to the original are disallowed, its sessions ended, it is renamed C(<dbname>_replaced_<hex>), the
+    scratch database takes its name, and the replaced one is dropped unless O(keep_replaced).
+  - SQLite - the same, with a temporary copy beside the target written with the online backup API and copied onto
+    the live file with the online backup API in one transaction.
+  - Any failure before the swap drops the copy, records the restore as C(failed) in the original's ledger and
+    leaves the original database untouched.
+  - The restore needs the user to own the database and (PostgreSQL) to have C(CREATEDB). Sessions of other roles
+    can only be ended by a user with C(pg_signal_backend); clients of the database are disconnected by the swap.
+version_added: "0.2.0"
+extends_documentation_fragment: [fleet.connection, fleet.ledger]
+options:
+  path:
+    description: The backup file written by M(db_backup); its manifest C(<path>.manifest.json) must be beside it.
+    type: path
+    required: true
+  name:
+    description: Database name as the inventory knows it (for example C(equities)). Must equal the manifest's C(name).
+    type: str
+    required: true
+  expected_sha256:
+    description: SHA-256 the backup must have (for example the ledger's C(backup_sha256)). Compared with the manifest, whose checksum is compared with the file.
+    type: str
+  maintenance_db:
+    description: PostgreSQL database to connect to for creating, renaming and dropping databases.
+    type: str
+    default: postgres
+  pg_bin_dir:
+    description: Directory holding C(pg_restore). By default the one matching the server's major version.
+    type: path
+  version_table:
+    description: Alembic version table whose content must match the manifest's revision after the restore.
+    type: str
+    default: alembic_version
+  keep_replaced:
+    description:
+      - PostgreSQL - keep the replaced database as C(<dbname>_replaced_<hex>) (returned in RV(replaced_database))
+        instead of dropping it. Ignored for SQLite.
+    type: bool
+    default: false
+  undo_entry_id:
+    description:
+      - Ledger C(entry_id) of the run this restore undoes. It must be in the original's ledger; in the restored
+        database it is marked C(rolled_back) with C(undone_by) set to this restore's entry.
+    type: str
+attributes:
+  check_mode:
+    support: full
+    description: Runs every check and reports the revision it would restore, writing nothing.
+  diff_mode:
+    support: none
+author: alembic-fleet
+"""
+
+EXAMPLES = r"""
+- name: Put equities back to the backup taken before the upgrade
+  db_restore:
+    url: postgresql://migrator@db1.example.com:5432/equities
+    password: "{{ lookup('ansible.builtin.env', 'FLEET_PROD_DB_PASSWORD') }}"
+    path: /var/backups/alembic-fleet/prod/db1/equities/20261123T172600Z_c3e5071a2d43.dump
+    name: equities
+    expected_sha256: "{{ last_run.backup_sha256 }}"
+    undo_entry_id: "{{ last_run.entry_id }}"
+    record:
+      action: rollback
+      environment: prod
+      host: "{{ inventory_hostname }}"
+      name: equities
+
+- name: Restore a SQLite database, checking first
+  db_restore:
+    url: sqlite:////srv/app/var/equities.db
+    path: /var/backups/alembic-fleet/local/localhost/equities/20261123T172600Z_c3e5071a2d43.sqlite3
+    name: equities
+  check_mode: true
+"""
+
+RETURN = r"""
+path:
+  description: Absolute path of the backup.
+  returned: always
+  type: str
+manifest:
+  description: The backup's manifest (see M(db_backup)).
+  returned: when the checks passed
+  type: dict
+revision:
+  description: Revision the restored database is at (the manifest's; null for an unversioned backup).
+  returned: when the checks passed
+  type: str
+  sample: c3e5071a2d43
+before:
+  description: Revision ids the database had before the restore.
+  returned: when the checks passed
+  type: list
+  elements: str
+database:
+  description: The target database, password-free.
+  returned: when the checks passed
+  type: str
+ledger_entry_id:
+  description: Id of the ledger row that records this restore.
+  returned: when a restore was attempted
+  type: str
+ledger_rows_copied:
+  description: Ledger rows of the original that the backup lacked and that were carried into the restored database.
+  returned: when the restore succeeded
+  type: int
+replaced_database:
+  description: Name of the kept replaced database (PostgreSQL, with O(keep_replaced), or when dropping it failed).
+  returned: when kept
+  type: str
+duration:
+  description: Seconds the restore took.
+  returned: when the restore succeeded
+  type: float
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.fleet_common import CONNECTION_ARGUMENT_SPEC, argument_spec
+from ansible.module_utils.fleet_db import SQLALCHEMY_IMPORT_ERROR
+from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
+from ansible.module_utils.fleet_module import run_module
+from ansible.module_utils.fleet_restore import restore
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            CONNECTION_ARGUMENT_SPEC,
+            LEDGER_ARGUMENT_SPEC,
+            path=dict(type="path", required=True),
+            name=dict(type="str", required=True),
+            expected_sha256=dict(type="str"),
+            maintenance_db=dict(type="str", default="postgres"),
+            pg_bin_dir=dict(type="path"),
+            version_table=dict(type="str", default="alembic_version"),
+            keep_replaced=dict(type="bool", default=False),
+            undo_entry_id=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, restore, SQLALCHEMY_IMPORT_ERROR, "SQLAlchemy")
+
+
+if __name__ == "__main__":
+    main()

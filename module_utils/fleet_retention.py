@@ -1,0 +1,161 @@
+# -*- coding: utf-8 -*-
+# Backup retention for one database's directory of the tree db_backup writes
+# (<root>/<env>/<host>/<name>/<UTC %Y%m%dT%H%M%SZ>_<revision>[-N].dump|.sqlite3,
+# each with <file>.manifest.json). plan_retention decides, apply_retention
+# deletes; the newest backup, protected paths and backups of unknown age are
+# never deleted. Pure Python: no Alembic, SQLAlchemy or psycopg2 import.
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+
+from ansible.module_utils.fleet_common import FleetError
+
+MANIFEST_SUFFIX = ".manifest.json"  # as in fleet_backup
+BACKUP_EXTENSIONS = (".dump", ".sqlite3")
+MANIFEST_TIME = "%Y-%m-%dT%H:%M:%SZ"
+NAME_TIME = "%Y%m%dT%H%M%SZ"
+_NAME = re.compile(r"^(?P<stamp>\d{8}T\d{6}Z)_(?P<rev>[A-Za-z0-9_-]+?)(?:-(?P<copy>\d+))?\.(?:dump|sqlite3)$")
+
+# Why a backup is kept or deleted (values of RetentionPlan.reasons).
+NEWEST = "newest backup"
+PROTECTED = "protected"
+UNKNOWN_AGE = "unknown age"
+
+
+@dataclass
+class RetentionPlan:
+    """Backup file paths to keep and to delete (manifests follow their file)."""
+
+    keep: list[str]
+    delete: list[str]
+    reasons: dict[str, str] = field(default_factory=dict)  # path -> why
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"keep": list(self.keep), "delete": list(self.delete), "reasons": dict(self.reasons)}
+
+
+@dataclass(frozen=True)
+class _Backup:
+    path: str
+    created_at: datetime | None  # None: unknown age
+    order: tuple[Any, ...]  # sorts oldest first among backups of known age
+
+
+def plan_retention(
+    directory: str,
+    keep_last: int,
+    keep_days: float,
+    protect: Iterable[str] = (),
+    now: datetime | None = None,
+) -> RetentionPlan:
+    """Decide which backups of one database's directory to keep and to delete."""
+    _check_policy(keep_last, keep_days)
+    moment = _utc(now or datetime.now(timezone.utc))
+    backups = _list_backups(directory)
+    protected = {os.path.realpath(path) for path in protect if path}
+    dated = sorted((b for b in backups if b.created_at is not None), key=lambda b: b.order, reverse=True)
+    plan = RetentionPlan(keep=[], delete=[])
+    for rank, backup in enumerate(dated):
+        assert backup.created_at is not None
+        age = moment - backup.created_at
+        keep, reason = _verdict(backup.path, rank, age, keep_last, keep_days, protected)
+        (plan.keep if keep else plan.delete).append(backup.path)
+        plan.reasons[backup.path] = reason
+    for backup in backups:
+        if backup.created_at is None:
+            plan.keep.append(backup.path)
+            plan.reasons[backup.path] = UNKNOWN_AGE
+    return plan
+
+
+def _check_policy(keep_last: int, keep_days: float) -> None:
+    if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
+        raise FleetError("keep_last %r is not allowed: use a whole number of at least 1 (the newest backup is always kept)." % (keep_last,))
+    if isinstance(keep_days, bool) or not isinstance(keep_days, (int, float)) or not keep_days >= 0:
+        raise FleetError("keep_days %r is not allowed: use 0 or more days (0 keeps by count only)." % (keep_days,))
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _verdict(path: str, rank: int, age: timedelta, keep_last: int, keep_days: float, protected: set[str]) -> tuple[bool, str]:
+    """(keep?, why) for the backup at path, rank 0 being the newest."""
+    if rank == 0:
+        return True, NEWEST
+    if os.path.realpath(path) in protected:
+        return True, PROTECTED
+    if rank < keep_last:
+        return True, "one of the newest %d" % keep_last
+    if age.total_seconds() < keep_days * 86400:  # not timedelta(days=...): keep_days may be inf
+        return True, "younger than %g days" % keep_days
+    return False, "older than %g days and not one of the newest %d" % (keep_days, keep_last)
+
+
+def _list_backups(directory: str) -> list[_Backup]:
+    """The backups directly in directory (not recursive), each with its age if known."""
+    try:
+        entries = sorted(os.scandir(os.path.abspath(directory)), key=lambda entry: entry.name)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise FleetError("backup directory %s cannot be listed (%s): check the path and its permissions." % (directory, exc.strerror or exc)) from None
+    return [_read_backup(entry.path, entry.name) for entry in entries if _is_backup(entry)]
+
+
+def _is_backup(entry: os.DirEntry[str]) -> bool:
+    """A regular file named like a backup; temp files (.partial, dot names), manifests and links are not."""
+    name = entry.name
+    return not name.startswith(".") and name.endswith(BACKUP_EXTENSIONS) and entry.is_file(follow_symlinks=False)
+
+
+def _read_backup(path: str, name: str) -> _Backup:
+    match = _NAME.match(name)
+    created_at = _manifest_time(path + MANIFEST_SUFFIX) or (_parse(match.group("stamp"), NAME_TIME) if match else None)
+    copy = int(match.group("copy")) if match and match.group("copy") else 0
+    return _Backup(path=path, created_at=created_at, order=(created_at, copy, name))
+
+
+def _manifest_time(manifest_path: str) -> datetime | None:
+    try:
+        with open(manifest_path) as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    value = manifest.get("created_at") if isinstance(manifest, dict) else None
+    return _parse(value, MANIFEST_TIME) if isinstance(value, str) else None
+
+
+def _parse(text: str, pattern: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, pattern).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def apply_retention(plan: RetentionPlan) -> list[str]:
+    """Delete each planned backup and its manifest; return the backups that were there."""
+    deleted: list[str] = []
+    for path in plan.delete:
+        if not os.path.basename(path).endswith(BACKUP_EXTENSIONS):
+            raise FleetError("%s is not a backup file (.dump or .sqlite3): refusing to delete it; plan with plan_retention." % path)
+        removed = _remove(path)
+        removed = _remove(path + MANIFEST_SUFFIX) or removed
+        if removed:
+            deleted.append(path)
+    return deleted
+
+
+def _remove(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise FleetError("cannot delete %s (%s): fix the backup directory's permissions and run again." % (path, exc.strerror or exc)) from None
+    return True
