@@ -126,7 +126,12 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.fleet_module import run_module
-from ansible.module_utils.fleet_ops import CREATE_ARGUMENT_SPEC, IMPORT_ERROR, alembic_argument_spec, status
+from ansible.module_utils.fleet_ops import (
+    CREATE_ARGUMENT_SPEC,
+    IMPORT_ERROR,
+    alembic_argument_spec,
+    status,
+)
 
 
 def main() -> None:

@@ -117,9 +117,14 @@ duration:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.fleet_module import run_module
 from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
-from ansible.module_utils.fleet_ops import CREATE_ARGUMENT_SPEC, IMPORT_ERROR, alembic_argument_spec, make_migrate
+from ansible.module_utils.fleet_module import run_module
+from ansible.module_utils.fleet_ops import (
+    CREATE_ARGUMENT_SPEC,
+    IMPORT_ERROR,
+    alembic_argument_spec,
+    make_migrate,
+)
 
 
 def main() -> None:

@@ -17,7 +17,13 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-from ansible.module_utils.fleet_common import DbTarget, FleetError, environment, private_passfile, scrub
+from ansible.module_utils.fleet_common import (
+    DbTarget,
+    FleetError,
+    environment,
+    private_passfile,
+    scrub,
+)
 from ansible.module_utils.fleet_db import (
     DatabaseMissing,
     connect,

@@ -19,7 +19,13 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from ansible.module_utils.fleet_common import DbTarget, FleetError, parse_target, private_passfile, scrub
+from ansible.module_utils.fleet_common import (
+    DbTarget,
+    FleetError,
+    parse_target,
+    private_passfile,
+    scrub,
+)
 from ansible.module_utils.fleet_retention import NEWEST, apply_retention, plan_retention
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -189,21 +195,27 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
 
 
 # -- SQLite -----------------------------------------------------------------------
-def _copy_sqlite(target: DbTarget, temp_path: str) -> dict[str, Any]:
-    if not os.path.isfile(target.dbname):
-        raise FleetError("SQLite database file %s does not exist: nothing to back up; check url." % target.dbname)
-    source = sqlite3.connect("file:%s?mode=ro" % target.dbname, uri=True, timeout=target.connect_timeout)
+def sqlite_copy(source_uri: str, destination_path: str, timeout: float = 5.0) -> None:
+    """Copy a SQLite database page by page with the online backup API (raises sqlite3.Error)."""
+    source = sqlite3.connect(source_uri, uri=True, timeout=timeout)
     try:
-        destination = sqlite3.connect(temp_path)
+        destination = sqlite3.connect(destination_path, timeout=timeout)
         try:
             source.backup(destination)
         finally:
             destination.close()
-        version = source.execute("select sqlite_version()").fetchone()[0]
-    except sqlite3.Error as exc:
-        raise FleetError("SQLite backup of %s failed: %s; no backup was written." % (target.dbname, exc)) from None
     finally:
         source.close()
+
+
+def _copy_sqlite(target: DbTarget, temp_path: str) -> dict[str, Any]:
+    if not os.path.isfile(target.dbname):
+        raise FleetError("SQLite database file %s does not exist: nothing to back up; check url." % target.dbname)
+    try:
+        sqlite_copy("file:%s?mode=ro" % target.dbname, temp_path, target.connect_timeout)
+    except sqlite3.Error as exc:
+        raise FleetError("SQLite backup of %s failed: %s; no backup was written." % (target.dbname, exc)) from None
+    version = sqlite3.sqlite_version
     check = sqlite3.connect("file:%s?mode=ro" % temp_path, uri=True)
     try:
         verdict = check.execute("PRAGMA integrity_check").fetchone()[0]

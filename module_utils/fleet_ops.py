@@ -28,16 +28,15 @@ from ansible.module_utils.fleet_db import DatabaseMissing
 from ansible.module_utils.fleet_ledger import (
     DEFAULT_TABLE,
     FAILED,
-    LEDGER_ARGUMENT_SPEC,
     SUCCEEDED,
     Ledger,
     RunRecord,
     file_sha256,
     revision_records,
 )
+from ansible.module_utils.fleet_module import Operation
 from ansible.module_utils.fleet_review import classify_downgrade
 from ansible.module_utils.fleet_scratch import expected_schema_differences
-from ansible.module_utils.fleet_module import Operation
 
 CREATE_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "create_database": dict(type="bool", default=False),

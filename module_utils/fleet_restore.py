@@ -29,13 +29,20 @@ from urllib.parse import quote
 from ansible.module_utils.common.warnings import warn
 from ansible.module_utils.fleet_backup import (
     MANIFEST_SUFFIX,
+    find_pg_binary,
     pg_environment,
     server_facts,
+    sqlite_copy,
     tool_major,
-    find_pg_binary,
     verify_backup,
 )
-from ansible.module_utils.fleet_common import DbTarget, FleetError, parse_target, private_passfile, scrub
+from ansible.module_utils.fleet_common import (
+    DbTarget,
+    FleetError,
+    parse_target,
+    private_passfile,
+    scrub,
+)
 from ansible.module_utils.fleet_db import DatabaseMissing, connect, create_engine
 from ansible.module_utils.fleet_ledger import FAILED, SUCCEEDED, Ledger, RunRecord
 
@@ -538,15 +545,7 @@ def _remove_sqlite_files(path: str | None) -> None:
 
 def _copy_backup_into(backup_path: str, temp_path: str) -> None:
     try:
-        source = sqlite3.connect(_frozen_uri(backup_path), uri=True)
-        try:
-            destination = sqlite3.connect(temp_path)
-            try:
-                source.backup(destination)
-            finally:
-                destination.close()
-        finally:
-            source.close()
+        sqlite_copy(_frozen_uri(backup_path), temp_path)
     except sqlite3.Error as exc:
         raise FleetError("the backup cannot be read as a SQLite database (%s)" % exc) from None
 

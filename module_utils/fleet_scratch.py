@@ -12,7 +12,7 @@ import os
 import secrets
 import tempfile
 from dataclasses import replace
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from ansible.module_utils.fleet_alembic import AlembicRun, describe_diff, diff_table
 from ansible.module_utils.fleet_common import DbTarget, FleetError
