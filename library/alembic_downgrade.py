@@ -12,7 +12,7 @@ description:
   - In check mode nothing is written; C(changed) tells whether anything would be undone. With C(--diff) the SQL is
     returned as the diff (Alembic offline mode; SQLite table rebuilds cannot render offline and say so).
 version_added: "0.1.0"
-extends_documentation_fragment: [fleet.connection, fleet.project, fleet.ledger]
+extends_documentation_fragment: [fleet.connection, fleet.project, fleet.ledger, fleet.lock, fleet.timeouts]
 options:
   target:
     description:
@@ -90,6 +90,10 @@ pending:
   returned: in check mode, or when the downgrade was refused
   type: list
   elements: dict
+lock_waited:
+  description: Seconds spent waiting for another run's lock on this database.
+  returned: when something changed
+  type: float
 ledger_entry_id:
   description: Id of the ledger row that records this change.
   returned: when something changed
@@ -115,9 +119,11 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
+from ansible.module_utils.fleet_lock import LOCK_ARGUMENT_SPEC
 from ansible.module_utils.fleet_module import run_module
 from ansible.module_utils.fleet_ops import (
     IMPORT_ERROR,
+    TIMEOUT_ARGUMENT_SPEC,
     alembic_argument_spec,
     make_migrate,
 )
@@ -126,7 +132,7 @@ from ansible.module_utils.fleet_ops import (
 def main() -> None:
     module = AnsibleModule(
         argument_spec=alembic_argument_spec(
-            LEDGER_ARGUMENT_SPEC,
+            LEDGER_ARGUMENT_SPEC, LOCK_ARGUMENT_SPEC, TIMEOUT_ARGUMENT_SPEC,
             target=dict(type="str", required=True),
             refuse=dict(type="list", elements="str", choices=["lossy", "irreversible"], default=["irreversible"]),
             floor=dict(type="str"),

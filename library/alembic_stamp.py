@@ -11,7 +11,7 @@ description:
   - This trusts the operator that the schema really is at O(target); verify it with M(alembic_verify) afterwards.
   - Reports C(changed=false) when the database already records O(target). Check mode writes nothing.
 version_added: "0.1.0"
-extends_documentation_fragment: [fleet.connection, fleet.project, fleet.ledger]
+extends_documentation_fragment: [fleet.connection, fleet.project, fleet.ledger, fleet.lock]
 options:
   target:
     description: Revision to record. V(head), V(heads), V(base) (empties the version table) or a revision id or unique prefix.
@@ -51,6 +51,10 @@ after:
   returned: always
   type: list
   elements: str
+lock_waited:
+  description: Seconds spent waiting for another run's lock on this database.
+  returned: when something changed
+  type: float
 ledger_entry_id:
   description: Id of the ledger row that records this change.
   returned: when something changed
@@ -63,13 +67,14 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
+from ansible.module_utils.fleet_lock import LOCK_ARGUMENT_SPEC
 from ansible.module_utils.fleet_module import run_module
 from ansible.module_utils.fleet_ops import IMPORT_ERROR, alembic_argument_spec, stamp
 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=alembic_argument_spec(LEDGER_ARGUMENT_SPEC, target=dict(type="str", required=True)),
+        argument_spec=alembic_argument_spec(LEDGER_ARGUMENT_SPEC, LOCK_ARGUMENT_SPEC, target=dict(type="str", required=True)),
         supports_check_mode=True,
     )
     run_module(module, stamp, IMPORT_ERROR)

@@ -26,6 +26,17 @@ options:
     description: How many of the newest ledger rows to return in RV(last_runs).
     type: int
     default: 5
+  long_transaction_seconds:
+    description: A transaction open longer than this counts as a blocker in RV(blockers) (PostgreSQL).
+    type: float
+    default: 60
+  wait_for_quiet:
+    description:
+      - When something is pending and RV(blockers) is not empty, wait up to this many seconds for them to end, then
+        fail naming them, instead of letting the migration queue behind them (and every application query behind
+        the migration). V(0) only reports them.
+    type: float
+    default: 0
   create_database:
     description:
       - When the database does not exist, report it as empty (C(exists=false), everything pending) instead of
@@ -114,6 +125,16 @@ last_change:
   description: The newest migrate/upgrade ledger row - the run a rollback would undo - or null.
   returned: success
   type: dict
+blockers:
+  description: Sessions a migration would queue behind - transactions open longer than O(long_transaction_seconds)
+    and running C(pg_dump)s (not alembic-fleet's own) - each with pid, application_name, state, seconds, query.
+  returned: success
+  type: list
+  elements: dict
+lock_holder:
+  description: The alembic-fleet run holding this database's run lock (pid, run_id, client, since), or null.
+  returned: success
+  type: dict
 revisions:
   description: Number of revisions in the project.
   returned: always
@@ -141,6 +162,8 @@ def main() -> None:
             target=dict(type="str", default="head"),
             ledger_table=dict(type="str", default="alembic_fleet_ledger"),
             ledger_limit=dict(type="int", default=5),
+            long_transaction_seconds=dict(type="float", default=60),
+            wait_for_quiet=dict(type="float", default=0),
         ),
         supports_check_mode=True,
     )

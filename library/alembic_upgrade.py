@@ -14,7 +14,7 @@ description:
     anything is pending. With C(--diff) the SQL that runs (or would run) is returned as the diff, rendered by
     Alembic's offline mode for the database's dialect.
 version_added: "0.1.0"
-extends_documentation_fragment: [fleet.connection, fleet.project, fleet.create, fleet.ledger]
+extends_documentation_fragment: [fleet.connection, fleet.project, fleet.create, fleet.ledger, fleet.lock, fleet.timeouts]
 options:
   target:
     description:
@@ -97,6 +97,10 @@ sql_note:
   description: Why the SQL could not be rendered offline (the migration itself is unaffected).
   returned: when rendering failed
   type: str
+lock_waited:
+  description: Seconds spent waiting for another run's lock on this database.
+  returned: when something changed
+  type: float
 ledger_entry_id:
   description: Id of the ledger row that records this change.
   returned: when something changed
@@ -118,10 +122,12 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
+from ansible.module_utils.fleet_lock import LOCK_ARGUMENT_SPEC
 from ansible.module_utils.fleet_module import run_module
 from ansible.module_utils.fleet_ops import (
     CREATE_ARGUMENT_SPEC,
     IMPORT_ERROR,
+    TIMEOUT_ARGUMENT_SPEC,
     alembic_argument_spec,
     make_migrate,
 )
@@ -129,7 +135,7 @@ from ansible.module_utils.fleet_ops import (
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=alembic_argument_spec(CREATE_ARGUMENT_SPEC, LEDGER_ARGUMENT_SPEC, target=dict(type="str", default="head")),
+        argument_spec=alembic_argument_spec(CREATE_ARGUMENT_SPEC, LEDGER_ARGUMENT_SPEC, LOCK_ARGUMENT_SPEC, TIMEOUT_ARGUMENT_SPEC, target=dict(type="str", default="head")),
         supports_check_mode=True,
     )
     run_module(module, make_migrate("upgrade"), IMPORT_ERROR)

@@ -24,7 +24,7 @@ description:
   - The restore needs the user to own the database and (PostgreSQL) to have C(CREATEDB). Sessions of other roles
     can only be ended by a user with C(pg_signal_backend); clients of the database are disconnected by the swap.
 version_added: "0.2.0"
-extends_documentation_fragment: [fleet.connection, fleet.ledger]
+extends_documentation_fragment: [fleet.connection, fleet.ledger, fleet.lock]
 options:
   path:
     description: The backup file written by M(db_backup); its manifest C(<path>.manifest.json) must be beside it.
@@ -136,6 +136,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.fleet_common import CONNECTION_ARGUMENT_SPEC, argument_spec
 from ansible.module_utils.fleet_db import SQLALCHEMY_IMPORT_ERROR
 from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
+from ansible.module_utils.fleet_lock import LOCK_ARGUMENT_SPEC
 from ansible.module_utils.fleet_module import run_module
 from ansible.module_utils.fleet_restore import restore
 
@@ -145,6 +146,7 @@ def main() -> None:
         argument_spec=argument_spec(
             CONNECTION_ARGUMENT_SPEC,
             LEDGER_ARGUMENT_SPEC,
+            LOCK_ARGUMENT_SPEC,
             path=dict(type="path", required=True),
             name=dict(type="str", required=True),
             expected_sha256=dict(type="str"),

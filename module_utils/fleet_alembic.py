@@ -11,6 +11,7 @@ import configparser
 import contextlib
 import io
 import os
+import re
 import sys
 import time
 import traceback
@@ -169,6 +170,7 @@ class AlembicRun:
         self.project = project
         self.target = target
         self.output = io.StringIO()
+        self.session_settings: dict[str, str] = {}  # PostgreSQL SETs for migration connections
         self._engine: Any = None
         self._script: Any = None
 
@@ -405,6 +407,9 @@ class AlembicRun:
         try:
             transaction = conn.begin()
             try:
+                if conn.dialect.name == "postgresql":
+                    for name, value in self.session_settings.items():
+                        conn.exec_driver_sql("SET %s = '%s'" % (name, value))
                 self._run_env(self.config(connection=conn), fn, as_sql=False, destination_rev=destination_rev)
                 if before_commit is not None:
                     before_commit(conn)  # the ledger row commits with the migration, or not at all
@@ -511,6 +516,28 @@ def describe_diff(diff: Any, reference: str = "models") -> str:
         what = kind[len("modify_"):]
         return "column %s.%s %s differs: database has %s, %s %s %s" % (table, column, what, old, reference, "have" if reference == "models" else "has", new)
     return "difference %r" % (diff,)
+
+
+def describe_blocker(run: AlembicRun, exc: BaseException) -> str:
+    """Which session holds the lock a statement gave up on: 'table X is locked by pid N running '...' for M s'."""
+    statement = " ".join(str(getattr(exc, "statement", "") or "").split())
+    match = re.search(r"\b(?:TABLE|ON|INTO|FROM|UPDATE)\s+(?:ONLY\s+)?(?:IF\s+EXISTS\s+)?\"?([A-Za-z0-9_.]+)\"?", statement, re.I)
+    table = match.group(1).split(".")[-1] if match else None
+    query = (
+        "select c.relname, a.pid, left(a.query, 120), extract(epoch from now() - coalesce(a.xact_start, a.query_start))::int "
+        "from pg_locks l join pg_class c on c.oid = l.relation join pg_stat_activity a on a.pid = l.pid "
+        "where l.granted and a.pid <> pg_backend_pid() and a.datname = current_database() and c.relkind in ('r', 'p', 'i') "
+        "and (:table is null or c.relname = :table) "
+        "order by a.xact_start nulls last limit 1"
+    )
+    try:
+        with run.transaction() as conn:
+            row = conn.execute(sa.text(query), {"table": table}).first()
+    except Exception:
+        row = None
+    if row is None:
+        return "%s was locked by another session (which has let go since)" % (("table %s" % table) if table else "a table")
+    return "table %s is locked by pid %s running '%s' for %s s" % (row[0], row[1], " ".join(str(row[2]).split()), row[3])
 
 
 def elapsed(start: float) -> float:

@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - reported by the module
 DEFAULT_TABLE = "alembic_fleet_ledger"
 RUNNING, SUCCEEDED, FAILED, ROLLED_BACK, INTERRUPTED = "running", "succeeded", "failed", "rolled_back", "interrupted"
 OUTCOMES = (RUNNING, SUCCEEDED, FAILED, ROLLED_BACK, INTERRUPTED)
-ACTIONS = ("migrate", "rollback", "upgrade", "downgrade", "stamp", "restore")
+ACTIONS = ("migrate", "rollback", "upgrade", "downgrade", "stamp", "restore", "unlock")
 
 # Options every changing module takes to describe the run it belongs to.
 LEDGER_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
@@ -203,6 +203,15 @@ class Ledger:
         if limit:
             query = query.limit(limit)
         return [row_to_dict(row._mapping) for row in conn.execute(query)]
+
+    def running(self, conn: Any) -> dict[str, Any] | None:
+        """The newest row still marked 'running' (its run holds the lock, or died)."""
+        if not self.exists(conn):
+            return None
+        row = conn.execute(
+            sa.select(self.table).where(self.table.c.outcome == RUNNING).order_by(self.table.c.id.desc()).limit(1)
+        ).first()
+        return row_to_dict(row._mapping) if row else None
 
     def last_change(self, conn: Any) -> dict[str, Any] | None:
         """The newest migrate/upgrade row: the run a rollback would undo."""

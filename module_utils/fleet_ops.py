@@ -5,14 +5,17 @@
 # AnsibleModule to these functions through run_module().
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import time
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from ansible.module_utils.fleet_alembic import (
     ALEMBIC_IMPORT_ERROR,
     AlembicRun,
     Step,
+    describe_blocker,
     elapsed,
     explain_migration_failure,
     load_project,
@@ -28,12 +31,15 @@ from ansible.module_utils.fleet_db import DatabaseMissing
 from ansible.module_utils.fleet_ledger import (
     DEFAULT_TABLE,
     FAILED,
+    INTERRUPTED,
+    RUNNING,
     SUCCEEDED,
     Ledger,
     RunRecord,
     file_sha256,
     revision_records,
 )
+from ansible.module_utils.fleet_lock import RunLock, pg_holder, sqlite_holder
 from ansible.module_utils.fleet_module import Operation
 from ansible.module_utils.fleet_review import classify_downgrade
 from ansible.module_utils.fleet_scratch import expected_schema_differences
@@ -49,6 +55,54 @@ IMPORT_ERROR = ALEMBIC_IMPORT_ERROR
 
 def alembic_argument_spec(*extra_specs: dict[str, dict[str, Any]], **options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return argument_spec(CONNECTION_ARGUMENT_SPEC, PROJECT_ARGUMENT_SPEC, *extra_specs, **options)
+
+
+BLOCKERS_SQL = (
+    "select pid, application_name, state, extract(epoch from now() - coalesce(xact_start, query_start))::int, left(query, 120) "
+    "from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() "
+    "and application_name not like 'alembic-fleet%%' and backend_type = 'client backend' "
+    "and (application_name = 'pg_dump' or (xact_start is not null and now() - xact_start > make_interval(secs => %s))) "
+    "order by xact_start nulls last"
+)
+
+
+def _blockers(run: AlembicRun, seconds: float) -> list[dict[str, Any]]:
+    """Sessions a migration would queue behind: long transactions and running pg_dumps."""
+    with run.transaction() as conn:
+        rows = conn.exec_driver_sql(BLOCKERS_SQL % float(seconds)).fetchall()
+    return [
+        {"pid": row[0], "application_name": row[1], "state": row[2], "seconds": row[3], "query": " ".join(str(row[4]).split())}
+        for row in rows
+    ]
+
+
+def _wait_for_quiet(run: AlembicRun, params: dict[str, Any], pending: bool) -> list[dict[str, Any]]:
+    """Report blockers; with wait_for_quiet and something pending, wait for them or stop."""
+    seconds = params.get("long_transaction_seconds")
+    seconds = 60.0 if seconds is None else seconds
+    wait = params.get("wait_for_quiet") or 0
+    deadline = time.monotonic() + wait
+    blockers = _blockers(run, seconds)
+    while blockers and pending and wait > 0:
+        if time.monotonic() >= deadline:
+            described = "; ".join(
+                "pid %s (%s, %s) for %s s: %s" % (b["pid"], b["application_name"] or "no name", b["state"], b["seconds"], b["query"][:80])
+                for b in blockers
+            )
+            raise FleetError(
+                "%s is busy and a migration would queue behind it (waited %ss): %s; let it finish or end it, then run again."
+                % (run.target.label, int(wait), described)
+            )
+        time.sleep(2)
+        blockers = _blockers(run, seconds)
+    return blockers
+
+
+def _lock_holder(run: AlembicRun) -> dict[str, Any] | None:
+    if run.target.dialect != "postgresql":
+        return sqlite_holder(run.target)
+    with run.transaction() as conn:
+        return pg_holder(conn, run.target)
 
 
 def _open(params: dict[str, Any]) -> AlembicRun:
@@ -102,11 +156,18 @@ def status(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
             at_target=not steps,
         )
         ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
-        result.update(last_runs=[], last_change=None)
+        result.update(last_runs=[], last_change=None, blockers=[], lock_holder=None)
         if probe.exists:
             with run.transaction() as conn:
                 result["last_runs"] = ledger.read(conn, params.get("ledger_limit") or 5)
                 result["last_change"] = ledger.last_change(conn)
+            result["lock_holder"] = _lock_holder(run)
+            if result["lock_holder"] is None:
+                for entry in result["last_runs"]:  # no live holder: a 'running' row is a dead run
+                    if entry["outcome"] == RUNNING:
+                        entry["outcome"] = INTERRUPTED
+            if run.target.dialect == "postgresql":
+                result["blockers"] = _wait_for_quiet(run, params, bool(steps))
     result["duration"] = elapsed(started)
 
 
@@ -145,93 +206,198 @@ def _review_downgrade(params: dict[str, Any], steps: list[Step], result: dict[st
     return planned
 
 
+TIMEOUT_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
+    "lock_timeout": dict(type="float"),
+    "statement_timeout": dict(type="float"),
+    "lock_retries": dict(type="int", default=3),
+    "lock_retry_delay": dict(type="float", default=1.0),
+}
+
+
+def _session_settings(params: dict[str, Any]) -> dict[str, str]:
+    """PostgreSQL timeouts for the migration's connection (None: the server's own)."""
+    settings = {"client_connection_check_interval": "1s"}  # a killed client ends its query within a second
+    for option in ("lock_timeout", "statement_timeout"):
+        seconds = params.get(option)
+        if seconds is not None:
+            if seconds < 0:
+                raise FleetError("%s %s is negative: give seconds, or 0 for no limit." % (option, seconds))
+            settings[option] = "%dms" % int(seconds * 1000)
+    return settings
+
+
+@contextlib.contextmanager
+def _changing(run: AlembicRun, params: dict[str, Any], ledger: Ledger, record: RunRecord, result: dict[str, Any]) -> Iterator[None]:
+    """Hold the database's run lock while a change is planned and made."""
+    lock = RunLock(run.target, record.run_id, record.operator, params.get("lock_wait") or 0)
+
+    def running_row(conn: Any) -> Any:
+        return ledger.running(conn)
+
+    with lock.held(running_row):
+        result["lock_waited"] = lock.waited
+        yield
+
+
 def _migrate(direction: str, params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
     started = time.monotonic()
     run = _open(params)
+    run.session_settings = _session_settings(params)
     ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
+    record = RunRecord.from_params(params, default_action=direction)
     result.update(database=run.target.label, direction=direction, before=[], after=[], applied=[])
     with run.session():
         spec = run.parse(params.get("target"), direction)
         result["target"] = spec.given
-        probe = run.probe()
-        if not probe.exists and not params.get("create_database"):
+        exists = run.exists()
+        if not exists and not params.get("create_database"):
             raise DatabaseMissing(run.target)
-        before = list(probe.current)
-        result.update(before=before, after=before, exists=probe.exists)
-        steps = run.plan(direction, spec, before)
-        if direction == "downgrade":
-            planned = _review_downgrade(params, steps, result)
+        if check_mode or not exists:
+            _plan_and_apply(run, direction, spec, params, check_mode, want_diff, result, ledger, record)
         else:
-            planned = [step.as_dict() for step in steps]
-        sql = note = None
-        if want_diff and steps:
-            sql, note = run.render_sql(direction, spec, before)
-            result["sql"] = sql
-            if note:
-                result["sql_note"] = note
-        if not steps:
-            result.pop("pending", None)
-            result["log"] = run.log_lines()
-            result["duration"] = elapsed(started)
-            return
-        predicted = _predict_heads(before, steps)
-        if check_mode:
-            result.update(changed=True, pending=planned, after=predicted)
-        else:
-            result.pop("pending", None)
-            if not probe.exists:
-                run.ensure_database(True, params.get("maintenance_db") or "postgres")
-                result["database_created"] = True
-            record = RunRecord.from_params(params, default_action=direction)
-            with run.transaction() as conn:
-                entry_id = ledger.start(conn, record, before)
-            result["ledger_entry_id"] = entry_id
-            applied = revision_records(steps)
-            undo = params.get("undo_entry_id")
-
-            def record_success(conn: Any) -> None:
-                ledger.finish(conn, entry_id, SUCCEEDED, predicted, applied)
-                if undo:
-                    ledger.mark_undone(conn, undo, entry_id)
-
-            try:
-                run.migrate(direction, spec, before_commit=record_success)
-            except FleetError:
-                raise
-            except Exception as exc:
-                message = explain_migration_failure(exc, run.target, direction)
-                try:
-                    now = list(run.probe().current)
-                except Exception:  # the database itself may be gone
-                    now = []
-                with run.transaction() as conn:
-                    ledger.finish(conn, entry_id, FAILED, now, [], message)
-                result.update(after=now, changed=now != before, failed_steps=planned, log=run.log_lines())
-                raise FleetError(
-                    "%s; the database is at %s (was %s)%s."
-                    % (
-                        message,
-                        ", ".join(now) or "base",
-                        ", ".join(before) or "base",
-                        " - the transaction was rolled back, nothing changed" if now == before else "",
-                    )
-                ) from None
-            after = list(run.probe().current)
-            result.update(after=after, applied=planned, changed=True)
-        if want_diff:
-            diff: dict[str, Any] = {
-                "before": _revision_text(before),
-                "after": _revision_text(result["after"]),
-                "before_header": "%s (before)" % run.target.label,
-                "after_header": "%s (after)" % run.target.label,
-            }
-            if sql:
-                diff["prepared"] = sql
-            elif note:
-                diff["prepared"] = "-- %s\n" % note
-            result["diff"] = diff
+            with _changing(run, params, ledger, record, result):
+                _plan_and_apply(run, direction, spec, params, check_mode, want_diff, result, ledger, record)
         result["log"] = run.log_lines()
     result["duration"] = elapsed(started)
+
+
+def _plan_and_apply(
+    run: AlembicRun,
+    direction: str,
+    spec: Any,
+    params: dict[str, Any],
+    check_mode: bool,
+    want_diff: bool,
+    result: dict[str, Any],
+    ledger: Ledger,
+    record: RunRecord,
+) -> None:
+    probe = run.probe()
+    before = list(probe.current)
+    result.update(before=before, after=before, exists=probe.exists)
+    steps = run.plan(direction, spec, before)
+    planned = _review_downgrade(params, steps, result) if direction == "downgrade" else [step.as_dict() for step in steps]
+    sql = note = None
+    if want_diff and steps:
+        sql, note = run.render_sql(direction, spec, before)
+        result["sql"] = sql
+        if note:
+            result["sql_note"] = note
+    if not steps:
+        result.pop("pending", None)
+        return
+    predicted = _predict_heads(before, steps)
+    if check_mode:
+        result.update(changed=True, pending=planned, after=predicted)
+    else:
+        result.pop("pending", None)
+        if not probe.exists:
+            run.ensure_database(True, params.get("maintenance_db") or "postgres")
+            result["database_created"] = True
+            with _changing(run, params, ledger, record, result):
+                _apply(run, direction, spec, params, result, ledger, record, before, steps, planned, predicted)
+        else:
+            _apply(run, direction, spec, params, result, ledger, record, before, steps, planned, predicted)
+    if want_diff:
+        diff: dict[str, Any] = {
+            "before": _revision_text(before),
+            "after": _revision_text(result["after"]),
+            "before_header": "%s (before)" % run.target.label,
+            "after_header": "%s (after)" % run.target.label,
+        }
+        if sql:
+            diff["prepared"] = sql
+        elif note:
+            diff["prepared"] = "-- %s\n" % note
+        result["diff"] = diff
+
+
+def _apply(
+    run: AlembicRun,
+    direction: str,
+    spec: Any,
+    params: dict[str, Any],
+    result: dict[str, Any],
+    ledger: Ledger,
+    record: RunRecord,
+    before: list[str],
+    steps: list[Step],
+    planned: list[dict[str, Any]],
+    predicted: list[str],
+) -> None:
+    with run.transaction() as conn:
+        entry_id = ledger.start(conn, record, before)
+    result["ledger_entry_id"] = entry_id
+    applied = revision_records(steps)
+    undo = params.get("undo_entry_id")
+
+    def record_success(conn: Any) -> None:
+        ledger.finish(conn, entry_id, SUCCEEDED, predicted, applied)
+        if undo:
+            ledger.mark_undone(conn, undo, entry_id)
+
+    try:
+        result["lock_retries"] = _with_lock_retries(run, params, lambda: run.migrate(direction, spec, before_commit=record_success))
+    except FleetError as exc:
+        _record_failure(run, ledger, entry_id, before, planned, str(exc), result)
+        raise
+    except Exception as exc:
+        message = explain_migration_failure(exc, run.target, direction)
+        now = _record_failure(run, ledger, entry_id, before, planned, message, result)
+        raise FleetError(
+            "%s; the database is at %s (was %s)%s."
+            % (
+                message,
+                ", ".join(now) or "base",
+                ", ".join(before) or "base",
+                " - the transaction was rolled back, nothing changed" if now == before else "",
+            )
+        ) from None
+    after = list(run.probe().current)
+    result.update(after=after, applied=planned, changed=True)
+
+
+def _record_failure(
+    run: AlembicRun, ledger: Ledger, entry_id: str, before: list[str], planned: list[dict[str, Any]], message: str, result: dict[str, Any]
+) -> list[str]:
+    """Best effort: the server itself may be gone, and then the row stays 'running' (read as interrupted)."""
+    try:
+        now = list(run.probe().current)
+    except Exception:
+        now = before
+    try:
+        with run.transaction() as conn:
+            ledger.finish(conn, entry_id, FAILED, now, [], message)
+    except Exception:
+        result["ledger_note"] = "the failure could not be recorded in the ledger: the database was unreachable"
+    result.update(after=now, changed=now != before, failed_steps=planned, log=run.log_lines())
+    return now
+
+
+def _is_lock_timeout(exc: BaseException) -> bool:
+    original = getattr(exc, "orig", None)
+    return getattr(original, "pgcode", None) == "55P03" or "lock timeout" in str(original or exc)
+
+
+def _with_lock_retries(run: AlembicRun, params: dict[str, Any], attempt: Callable[[], None]) -> int:
+    """Retry a migration that gave up on a lock, with jittered backoff; say who held it."""
+    retries = max(0, params.get("lock_retries") or 0)
+    delay = max(0.0, params.get("lock_retry_delay") or 0)
+    for number in range(retries + 1):
+        try:
+            attempt()
+            return number
+        except Exception as exc:
+            if not _is_lock_timeout(exc):
+                raise
+            blocker = describe_blocker(run, exc)
+            if number == retries:
+                raise FleetError(
+                    "gave up after %d attempt(s) with lock_timeout %ss: %s; the transaction was rolled back and nothing changed - run again when it is done, or end it."
+                    % (retries + 1, params.get("lock_timeout"), blocker)
+                ) from None
+            time.sleep(delay * (2**number) * random.uniform(0.5, 1.5))
+    return retries
 
 
 # -- stamp --------------------------------------------------------------------
@@ -266,11 +432,13 @@ def stamp(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dic
                 "prepared": sql if sql else "-- %s\n" % note,
             }
         if not check_mode:
-            with run.transaction() as conn:
-                entry_id = ledger.start(conn, RunRecord.from_params(params, default_action="stamp"), before)
-            result["ledger_entry_id"] = entry_id
-            run.stamp(spec, before_commit=lambda conn: ledger.finish(conn, entry_id, SUCCEEDED, wanted, [], "stamped without running migrations"))
-            wanted = list(run.probe().current)
+            record = RunRecord.from_params(params, default_action="stamp")
+            with _changing(run, params, ledger, record, result):
+                with run.transaction() as conn:
+                    entry_id = ledger.start(conn, record, before)
+                result["ledger_entry_id"] = entry_id
+                run.stamp(spec, before_commit=lambda conn: ledger.finish(conn, entry_id, SUCCEEDED, wanted, [], "stamped without running migrations"))
+                wanted = list(run.probe().current)
         result.update(changed=True, after=wanted, log=run.log_lines())
     result["duration"] = elapsed(started)
 

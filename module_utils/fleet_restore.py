@@ -45,6 +45,7 @@ from ansible.module_utils.fleet_common import (
 )
 from ansible.module_utils.fleet_db import DatabaseMissing, connect, create_engine
 from ansible.module_utils.fleet_ledger import FAILED, SUCCEEDED, Ledger, RunRecord
+from ansible.module_utils.fleet_lock import RunLock
 
 try:
     import sqlalchemy as sa
@@ -603,8 +604,12 @@ def restore(params: dict[str, Any], check_mode: bool, want_diff: bool, result: d
     if check_mode:
         result["changed"] = True
         return
-    if step.target.dialect == "postgresql":
-        _restore_postgresql(params, step, result)
-    else:
-        _restore_sqlite(params, step, result)
+    # One run at a time: the lock's own session is ended by the swap, which releases it.
+    lock = RunLock(step.target, step.record.run_id, step.record.operator, params.get("lock_wait") or 0)
+    with lock.held(step.ledger.running):
+        result["lock_waited"] = lock.waited
+        if step.target.dialect == "postgresql":
+            _restore_postgresql(params, step, result)
+        else:
+            _restore_sqlite(params, step, result)
     result.update(changed=True, duration=round(time.monotonic() - started, 3))

@@ -102,3 +102,37 @@ options:
         description: SHA-256 of that backup.
         type: str
 """
+
+    LOCK = r"""
+options:
+  lock_wait:
+    description:
+      - Seconds to wait for another alembic-fleet run on the same database to finish before failing with the
+        holder's run id, operator, host and start time. The lock (a PostgreSQL advisory lock held by this module's
+        own session, or an OS file lock beside a SQLite file) dies with its process, so it never goes stale.
+    type: float
+    default: 60
+"""
+
+    TIMEOUTS = r"""
+options:
+  lock_timeout:
+    description:
+      - PostgreSQL C(lock_timeout) in seconds for the migration's statements, so that a migration queued behind a
+        long transaction gives up instead of blocking every application query queued behind it. Unset keeps the
+        server's setting; V(0) means no limit.
+    type: float
+  statement_timeout:
+    description: PostgreSQL C(statement_timeout) in seconds for the migration's statements. Unset keeps the server's setting; V(0) means no limit.
+    type: float
+  lock_retries:
+    description:
+      - How many times to retry, with jittered exponential backoff, a migration that gave up on a lock (the whole
+        transaction is rolled back each time). The final failure names the session holding the lock.
+    type: int
+    default: 3
+  lock_retry_delay:
+    description: Base delay in seconds between lock retries (doubled each time, with jitter).
+    type: float
+    default: 1.0
+"""
