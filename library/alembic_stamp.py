@@ -17,6 +17,17 @@ options:
     description: Revision to record. V(head), V(heads), V(base) (empties the version table) or a revision id or unique prefix.
     type: str
     required: true
+  require_schema_match:
+    description:
+      - Before stamping, build the schema the migrations produce at O(target) in a scratch database (PostgreSQL,
+        needs CREATEDB) or temporary file (SQLite), compare it with the live schema, and refuse to stamp (listing
+        every difference) unless they are equal. The old guides' C(alembic stamp head) trusts the operator blindly.
+    type: bool
+    default: false
+  maintenance_db:
+    description: PostgreSQL database to connect to when creating the scratch database.
+    type: str
+    default: postgres
 attributes:
   check_mode:
     support: full
@@ -55,6 +66,11 @@ lock_waited:
   description: Seconds spent waiting for another run's lock on this database.
   returned: when something changed
   type: float
+schema_differences:
+  description: Differences between the live schema and the one built at O(target).
+  returned: with O(require_schema_match)
+  type: list
+  elements: str
 ledger_entry_id:
   description: Id of the ledger row that records this change.
   returned: when something changed
@@ -74,7 +90,13 @@ from ansible.module_utils.fleet_ops import IMPORT_ERROR, alembic_argument_spec, 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=alembic_argument_spec(LEDGER_ARGUMENT_SPEC, LOCK_ARGUMENT_SPEC, target=dict(type="str", required=True)),
+        argument_spec=alembic_argument_spec(
+            LEDGER_ARGUMENT_SPEC,
+            LOCK_ARGUMENT_SPEC,
+            target=dict(type="str", required=True),
+            require_schema_match=dict(type="bool", default=False),
+            maintenance_db=dict(type="str", default="postgres"),
+        ),
         supports_check_mode=True,
     )
     run_module(module, stamp, IMPORT_ERROR)

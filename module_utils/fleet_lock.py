@@ -229,7 +229,12 @@ def release_pg_holder(target: DbTarget) -> dict[str, Any] | None:
 def unlock(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
     """Break-glass release of a database's run lock, recorded in the ledger."""
     from ansible.module_utils.fleet_common import parse_target
-    from ansible.module_utils.fleet_ledger import DEFAULT_TABLE, SUCCEEDED, Ledger, RunRecord
+    from ansible.module_utils.fleet_ledger import (
+        DEFAULT_TABLE,
+        SUCCEEDED,
+        Ledger,
+        RunRecord,
+    )
 
     target = parse_target(params["url"], params.get("password"), params.get("connect_timeout") or 10)
     result.update(database=target.label, holder=None)

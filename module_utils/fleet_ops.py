@@ -11,6 +11,11 @@ import random
 import time
 from typing import Any, Callable, Iterator
 
+try:
+    import sqlalchemy as sa
+except ImportError:  # pragma: no cover - reported by the module (IMPORT_ERROR)
+    pass
+
 from ansible.module_utils.fleet_alembic import (
     ALEMBIC_IMPORT_ERROR,
     AlembicRun,
@@ -60,8 +65,8 @@ def alembic_argument_spec(*extra_specs: dict[str, dict[str, Any]], **options: di
 BLOCKERS_SQL = (
     "select pid, application_name, state, extract(epoch from now() - coalesce(xact_start, query_start))::int, left(query, 120) "
     "from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() "
-    "and application_name not like 'alembic-fleet%%' and backend_type = 'client backend' "
-    "and (application_name = 'pg_dump' or (xact_start is not null and now() - xact_start > make_interval(secs => %s))) "
+    "and application_name not like :ours and backend_type = 'client backend' "
+    "and (application_name = 'pg_dump' or (xact_start is not null and now() - xact_start > make_interval(secs => :seconds))) "
     "order by xact_start nulls last"
 )
 
@@ -69,7 +74,7 @@ BLOCKERS_SQL = (
 def _blockers(run: AlembicRun, seconds: float) -> list[dict[str, Any]]:
     """Sessions a migration would queue behind: long transactions and running pg_dumps."""
     with run.transaction() as conn:
-        rows = conn.exec_driver_sql(BLOCKERS_SQL % float(seconds)).fetchall()
+        rows = conn.execute(sa.text(BLOCKERS_SQL), {"ours": "alembic-fleet%", "seconds": float(seconds)}).fetchall()
     return [
         {"pid": row[0], "application_name": row[1], "state": row[2], "seconds": row[3], "query": " ".join(str(row[4]).split())}
         for row in rows
@@ -424,6 +429,15 @@ def stamp(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dic
         if sorted(wanted) == sorted(before):
             result["duration"] = elapsed(started)
             return
+        if params.get("require_schema_match") and len(wanted) == 1:
+            # Baselining trusts nobody: the live schema must be what the migrations build at the target.
+            differences = expected_schema_differences(run, wanted[0], [ledger.name], params.get("maintenance_db") or "postgres")
+            result["schema_differences"] = differences
+            if differences:
+                raise FleetError(
+                    "refusing to stamp %s at %s: its schema differs from what the migrations build there in %d place(s): %s; make them equal (or stamp the revision it really matches) first."
+                    % (run.target.label, wanted[0], len(differences), "; ".join(differences))
+                )
         if want_diff:
             sql, note = run.render_stamp_sql(spec, before)
             result["diff"] = {
