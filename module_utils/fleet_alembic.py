@@ -58,6 +58,8 @@ class AlembicProject:
 
 def load_project(config_path: str, project_dir: str | None = None, ini_section: str = "alembic") -> AlembicProject:
     """Check the alembic.ini before anything runs, with a fix for each problem."""
+    if not (config_path or "").strip():
+        raise FleetError("config is empty: give the path of the project's alembic.ini.")
     path = os.path.abspath(os.path.expanduser(config_path))
     if not os.path.isfile(path):
         raise FleetError(

@@ -81,7 +81,11 @@ def sha256_file(path: str) -> str:
 def find_pg_binary(name: str, server_major: int | None, bin_dir: str | None) -> str:
     candidates: list[str] = []
     if bin_dir:
-        candidates.append(os.path.join(bin_dir, name))
+        # An explicit directory is a promise: never fall back to another binary behind the operator's back.
+        explicit = os.path.join(bin_dir, name)
+        if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
+            raise FleetError("pg_bin_dir %s has no executable %s: point it at the PostgreSQL client's bin directory, or leave it unset." % (bin_dir, name))
+        return explicit
     if server_major:
         candidates.append("/usr/lib/postgresql/%d/bin/%s" % (server_major, name))
     candidates.extend(sorted(glob.glob("/usr/lib/postgresql/*/bin/%s" % name), key=_version_key, reverse=True))
@@ -230,6 +234,11 @@ def _copy_sqlite(target: DbTarget, temp_path: str) -> dict[str, Any]:
 def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
     started = time.monotonic()
     target = parse_target(params["url"], params.get("password"), params.get("connect_timeout") or 10)
+    _check_retention_options(params)
+    if params.get("pg_bin_dir"):
+        find_pg_binary("pg_dump", None, params["pg_bin_dir"])
+    if not (params.get("backup_root") or "").strip():
+        raise FleetError("backup_root is empty: give the directory that holds the backups (e.g. /var/backups/alembic-fleet).")
     level = params.get("compress_level")
     if level is None:
         level = 1
@@ -291,6 +300,15 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     retention = _retention(directory, params, check_mode, now)
     if retention is not None:
         result["retention"] = retention
+
+
+def _check_retention_options(params: dict[str, Any]) -> None:
+    keep_last = params.get("keep_last")
+    if keep_last is not None and keep_last < 0:
+        raise FleetError("keep_last %d is not allowed: keep at least 1 backup, or 0 (or unset) to keep them all." % keep_last)
+    keep_days = params.get("keep_days")
+    if keep_days is not None and keep_days < 0:
+        raise FleetError("keep_days %s is not allowed: give 0 or more days." % keep_days)
 
 
 def _retention(directory: str, params: dict[str, Any], check_mode: bool, now: datetime) -> dict[str, Any] | None:

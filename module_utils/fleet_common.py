@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Iterator
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 
 class FleetError(Exception):
@@ -33,6 +33,12 @@ PROJECT_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
 }
 
 DIALECTS = ("postgresql", "sqlite")
+# libpq connection parameters a URL may carry: transport and identification only.
+SAFE_QUERY_OPTIONS = frozenset(
+    ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslcompression", "gssencmode", "target_session_attrs",
+     "application_name", "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+     "tcp_user_timeout", "channel_binding", "krbsrvname", "client_encoding", "host", "port")
+)
 
 
 def argument_spec(*specs: dict[str, dict[str, Any]], **extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -115,6 +121,12 @@ def parse_target(url: str, password: str | None, connect_timeout: int = 10) -> D
         port = parts.port
     except ValueError:
         raise FleetError("url has an invalid port: use postgresql://user@host:5432/dbname.") from None
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key.lower() not in SAFE_QUERY_OPTIONS:
+            raise FleetError(
+                "url sets '%s=%s' in its query, which alembic-fleet does not pass to the server (it could change how migrations and the ledger run): allowed are %s; set session options on the role or database instead (ALTER ROLE ... SET)."
+                % (key, value, ", ".join(sorted(SAFE_QUERY_OPTIONS)))
+            )
     if not driver:
         # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2.
         driver = "psycopg2"

@@ -137,6 +137,16 @@ class Ledger:
 
     def start(self, conn: Any, record: RunRecord, from_revision: Iterable[str]) -> str:
         """Insert a 'running' row (caller commits); marks older 'running' rows interrupted."""
+        try:
+            return self._start(conn, record, from_revision)
+        except sa.exc.DBAPIError as exc:
+            detail = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
+            raise FleetError(
+                "cannot write the run ledger table %s (%s): let the migration user create and write it, or set ledger_table to a table it may use; nothing was changed."
+                % (self.name, detail)
+            ) from None
+
+    def _start(self, conn: Any, record: RunRecord, from_revision: Iterable[str]) -> str:
         self.ensure(conn)
         conn.execute(
             self.table.update()

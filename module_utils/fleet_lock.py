@@ -237,6 +237,7 @@ def unlock(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     )
 
     target = parse_target(params["url"], params.get("password"), params.get("connect_timeout") or 10)
+    ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)  # a bad name fails before anything is ended
     result.update(database=target.label, holder=None)
     if target.dialect == "sqlite":
         holder = sqlite_holder(target)
@@ -258,7 +259,6 @@ def unlock(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
         result["changed"] = holder is not None
         return
     ended = release_pg_holder(target)
-    ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
     record = RunRecord.from_params(params, default_action="unlock")
     engine = create_engine(target)
     try:

@@ -185,6 +185,8 @@ def _inspect_original(target: DbTarget, ledger: Ledger, version_table: str, undo
 
 def plan(params: dict[str, Any]) -> Plan:
     target = parse_target(params["url"], params.get("password"), params.get("connect_timeout") or 10)
+    if not (params.get("path") or "").strip():
+        raise FleetError("path is empty: give the backup file to restore (the ledger's backup_path of the run).")
     path = os.path.abspath(os.path.expanduser(params["path"]))
     name = params["name"]
     version_table = _plain_table(params.get("version_table") or "alembic_version", "version_table")

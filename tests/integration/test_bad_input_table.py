@@ -28,7 +28,6 @@ pytestmark = pytest.mark.slow
 
 EQUITIES_INI = str(REPO / "migrations" / "equities" / "alembic.ini")
 PORT = "<PORT>"  # replaced by db1's port in every string of a case's arguments
-DROP = object()  # removes a base argument
 SQL = "x'; DROP TABLE companies; --"
 
 # ---------------------------------------------------------------------------- the world
@@ -167,12 +166,11 @@ CASES = [
     # -- a wrong type ------------------------------------------------------------------------------------------
     case("type", "alembic_status", {"connect_timeout": "soon"}, "argument 'connect_timeout' is of type str", "unable to convert to int"),
     case("type", "alembic_upgrade", {"record": "not-a-dict"}, "dictionary requested"),
-    case("type", "alembic_upgrade", {"lock_timeout": "soon"}, "argument 'lock_timeout' is of type str", "unable to convert to float"),
     case("type", "alembic_downgrade", {"lock_wait": "soon"}, "argument 'lock_wait' is of type str", "unable to convert to float"),
-    case("type", "alembic_stamp", {"connect_timeout": [1]}, "argument 'connect_timeout' is of type list", "unable to convert to int"),
+    case("type", "alembic_stamp", {"require_schema_match": "perhaps"}, "argument 'require_schema_match'", "unable to convert to bool"),
+    case("type", "alembic_status", {"ledger_limit": [1]}, "argument 'ledger_limit' is of type list", "unable to convert to int"),
     case("type", "alembic_verify", {"compare_schema": "perhaps"}, "argument 'compare_schema'", "unable to convert to bool"),
     case("type", "db_backup", {"compress_level": "high"}, "argument 'compress_level' is of type str", "unable to convert to int"),
-    case("type", "db_backup", {"keep_last": "x"}, "argument 'keep_last' is of type str", "unable to convert to int"),
     case("type", "db_restore", {"keep_replaced": "sometimes"}, "argument 'keep_replaced'", "unable to convert to bool"),
     case("type", "db_unlock", {"connect_timeout": "soon"}, "argument 'connect_timeout' is of type str", "unable to convert to int"),
     # -- a value out of range ----------------------------------------------------------------------------------
@@ -181,7 +179,6 @@ CASES = [
         "db_backup",
         {"keep_last": -1},
         "keep_last -1 is not allowed",
-        bug="db_backup checks keep_last only in retention, after the backup was written: a backup and its manifest are left behind",
     ),
     # -- an empty required string ------------------------------------------------------------------------------
     case("empty", "alembic_status", {"url": ""}, "url is empty"),
@@ -190,13 +187,11 @@ CASES = [
         "alembic_upgrade",
         {"config": ""},
         "config is empty",
-        bug="an empty config is reported as 'Alembic config <the module's working directory> does not exist', naming a directory the operator never gave",
     ),
     case("empty", "alembic_downgrade", {"target": ""}, "target is empty"),
     case("empty", "alembic_stamp", {"target": ""}, "target is empty"),
     case("empty", "alembic_verify", {"url": ""}, "url is empty"),
     case("empty", "db_backup", {"name": ""}, "name '' cannot be used in a backup path"),
-    case("empty", "db_backup", {"host": ""}, "host '' cannot be used in a backup path"),
     case(
         "empty",
         "db_backup",
@@ -205,14 +200,12 @@ CASES = [
         "empty",
         # In check mode, so that the accepted empty root writes nothing into the repository (the module's cwd).
         flags=("--check",),
-        bug="an empty backup_root is accepted and the backup goes under the module's working directory",
     ),
     case(
         "empty",
         "db_restore",
         {"path": ""},
         "path is empty",
-        bug="an empty path is reported as 'backup path <the module's working directory> is not a file: give the backup file itself, not its directory'",
     ),
     case("empty", "db_restore", {"name": ""}, "is a backup of 'equities', not of ''"),
     case("empty", "db_unlock", {"url": ""}, "url is empty"),
@@ -222,7 +215,6 @@ CASES = [
     case("choice", "db_restore", {"record": {"action": "explode"}}, "value of action must be one of", "got: explode found in record"),
     # -- an unknown option -------------------------------------------------------------------------------------
     case("unknown", "alembic_stamp", {"colour": "red"}, "Unsupported parameters for (alembic_stamp) module: colour"),
-    case("unknown", "db_backup", {"colour": "red"}, "Unsupported parameters for (db_backup) module: colour"),
     case("unknown", "db_restore", {"colour": "red"}, "Unsupported parameters for (db_restore) module: colour"),
     case("unknown", "db_unlock", {"colour": "red"}, "Unsupported parameters for (db_unlock) module: colour"),
     # -- a path that escapes the backup root -------------------------------------------------------------------
@@ -248,19 +240,15 @@ CASES = [
         "db_unlock",
         {"ledger_table": "x; drop table companies"},
         "is not a plain table name",
-        bug="db_unlock checks ledger_table only after it has ended the lock holder's session: with no holder the bad"
-        " name is accepted (rc 0), with one the session is killed and then the release fails unrecorded",
     ),
     case(
         "sql",
         "alembic_stamp",
         {"url": "postgresql://migrator@127.0.0.1:%s/equities?options=-c%%20search_path%%3Devil" % PORT},
         "search_path",
-        bug="libpq options smuggled in the url's query reach the server; the ledger's CREATE TABLE then fails with an 'unexpected ProgrammingError' multi-line message carrying the SQL",
     ),
     # -- a non-existent file -----------------------------------------------------------------------------------
     case("missing", "alembic_status", {"config": "/nonexistent/alembic.ini"}, "Alembic config /nonexistent/alembic.ini does not exist"),
-    case("missing", "alembic_downgrade", {"config": "/nonexistent/alembic.ini"}, "Alembic config /nonexistent/alembic.ini does not exist"),
     case("missing", "alembic_verify", {"project_dir": "/nonexistent/project"}, "project_dir /nonexistent/project does not exist"),
     case("missing", "db_restore", {"path": "/nonexistent/x.dump"}, "backup file /nonexistent/x.dump does not exist"),
     case(
@@ -268,7 +256,6 @@ CASES = [
         "db_backup",
         {"pg_bin_dir": "/nonexistent/bin"},
         "/nonexistent/bin",
-        bug="a non-existent pg_bin_dir is silently ignored: another pg_dump is used and a backup is written",
     ),
 ]
 
@@ -278,12 +265,12 @@ def test_bad_input_fails_in_one_line_and_changes_nothing(
     world: World, name: str, overrides: dict[str, Any], phrases: tuple[str, ...], flags: tuple[str, ...]
 ) -> None:
     args = {**base_args(world, BASE[name]), **REQUIRED.get(name, {}), **with_port(overrides, world.db1.port)}
-    args = {k: v for k, v in args.items() if v is not DROP}
     run, result = module(name, args, *flags)
     changed = world.changes()  # before any assertion: it also repairs the world for the next case
 
     message = fails_with(result, run.rc, *with_port(phrases, world.db1.port))
     assert not message.startswith("unexpected "), message  # run_module's marker for a bug, not an input problem
+    assert changed == {}, "bad input changed the world: %s" % json.dumps(changed, indent=1)[:3000]
     assert "Traceback" not in message and "exception" not in result, result
     assert result.get("changed") is not True, result
     secrets = (world.db1.app_password, world.db1.superuser_password)
@@ -292,7 +279,6 @@ def test_bad_input_fails_in_one_line_and_changes_nothing(
     output = re.sub(r"^\{'action': '\w+', 'args': .*$", "", run.output, flags=re.M)
     for secret in secrets:
         assert secret not in json.dumps(result) and secret not in output, "a password leaked"
-    assert changed == {}, "bad input changed the world: %s" % json.dumps(changed, indent=1)[:3000]
 
 
 def test_every_module_is_in_the_table() -> None:

@@ -9,6 +9,7 @@ module arguments look up, never through the command line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -49,12 +50,21 @@ class Background:
     def running(self) -> bool:
         return self.proc.poll() is None
 
+    def tree(self) -> list[int]:
+        """This run's processes: ansible, its forked worker, the shell and the module's python."""
+        return [self.proc.pid, *descendants(self.proc.pid)]
+
     def kill(self) -> None:
-        """SIGKILL the whole process group (ansible, its shell, the module's python)."""
-        try:
+        """SIGKILL every process of the run, as a dying control node would.
+
+        Killing the process group is not enough: ansible's worker calls setsid(),
+        so the module runs in a session (and group) of its own and would go on.
+        """
+        for pid in self.tree():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.wait(timeout=30)
 
     def wait(self, timeout: float = 180) -> Run:
@@ -77,6 +87,27 @@ class Background:
         """The parsed module result (ad-hoc runs), {} when there is none."""
         self.wait(timeout)
         return parse_module_result(self._stdout_text)
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendants of pid, from /proc (parents before children)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(0), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def parse_module_result(stdout: str) -> dict[str, Any]:
