@@ -260,7 +260,13 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
         server = server_facts(target)
     elif not os.path.isfile(target.dbname):
         raise FleetError("SQLite database file %s does not exist: nothing to back up; check url." % target.dbname)
-    _make_private_dirs(directory)
+    try:
+        _make_private_dirs(directory)
+    except OSError as exc:
+        raise FleetError(
+            "cannot create the backup directory %s (%s): point backup_root at a writable directory with free space; no backup was written."
+            % (directory, exc.strerror or exc)
+        ) from None
     fd, temp_path = tempfile.mkstemp(prefix=".%s." % filename, suffix=".partial", dir=directory)
     os.close(fd)
     os.chmod(temp_path, 0o600)

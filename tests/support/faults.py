@@ -42,6 +42,7 @@ class Background:
     stderr: IO[str]
     started: float = field(default_factory=time.monotonic)
     run: Run | None = None
+    stdout_text: str = ""
 
     @property
     def pid(self) -> int:
@@ -60,19 +61,23 @@ class Background:
         Killing the process group is not enough: ansible's worker calls setsid(),
         so the module runs in a session (and group) of its own and would go on.
         """
+        self._signal_tree()
+        self.wait(timeout=30)
+
+    def _signal_tree(self) -> None:
         for pid in self.tree():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        self.wait(timeout=30)
 
     def wait(self, timeout: float = 180) -> Run:
         if self.run is None:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.kill()
+                self._signal_tree()
+                self.proc.wait(timeout=30)
                 raise
             self.stdout.seek(0)
             self.stderr.seek(0)
@@ -80,13 +85,13 @@ class Background:
             self.stdout.close()
             self.stderr.close()
             self.run = Run(argv=self.argv, rc=self.proc.returncode, output=out + err)
-            self._stdout_text = out
+            self.stdout_text = out
         return self.run
 
     def result(self, timeout: float = 180) -> dict[str, Any]:
         """The parsed module result (ad-hoc runs), {} when there is none."""
         self.wait(timeout)
-        return parse_module_result(self._stdout_text)
+        return parse_module_result(self.stdout_text)
 
 
 def descendants(pid: int) -> list[int]:
