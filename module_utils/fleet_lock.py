@@ -74,23 +74,23 @@ def pg_holder(conn: Any, target: DbTarget) -> dict[str, Any] | None:
     }
 
 
-def sqlite_lock_path(target: DbTarget) -> str:
+def sqlite_holder_path(target: DbTarget) -> str:
+    """Who holds the lock, for messages only; the lock itself is on the database file."""
     return target.dbname + ".fleet-lock"
 
 
 def sqlite_holder(target: DbTarget) -> dict[str, Any] | None:
-    """The holder recorded in the SQLite lock file, if its lock is really held."""
-    path = sqlite_lock_path(target)
-    if not os.path.exists(path):
+    """The holder of a SQLite database's run lock, if it is really held."""
+    if not os.path.exists(target.dbname):
         return None
-    with open(path, "a+") as handle:
+    with open(target.dbname, "rb") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
             try:
-                return dict(json.loads(handle.read() or "{}"))
-            except ValueError:
+                with open(sqlite_holder_path(target)) as info:
+                    return dict(json.loads(info.read() or "{}"))
+            except (OSError, ValueError):
                 return {"pid": None}
         fcntl.flock(handle, fcntl.LOCK_UN)
     return None
@@ -158,11 +158,9 @@ class RunLock:
         return "'%s'" % text.replace("'", "''")
 
     def _acquire_sqlite(self) -> None:
-        path = sqlite_lock_path(self.target)
-        directory = os.path.dirname(path)
-        if directory and not os.path.isdir(directory):
-            os.makedirs(directory, mode=0o750, exist_ok=True)
-        self._file = open(path, "a+")
+        # flock() on the database file itself: independent of SQLite's own fcntl() locks, gone with the process,
+        # and nothing left beside the database afterwards.
+        self._file = open(self.target.dbname, "rb")
         deadline = time.monotonic() + self.wait
         while True:
             try:
@@ -177,13 +175,11 @@ class RunLock:
                         % (self.target.label, describe_holder(holder, None), int(self.wait))
                     ) from None
                 time.sleep(POLL_SECONDS)
-        self._file.seek(0)
-        self._file.truncate()
-        json.dump(
-            {"pid": os.getpid(), "run_id": self.run_id, "operator": self.operator, "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
-            self._file,
-        )
-        self._file.flush()
+        with contextlib.suppress(OSError), open(sqlite_holder_path(self.target), "w") as info:
+            json.dump(
+                {"pid": os.getpid(), "run_id": self.run_id, "operator": self.operator, "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
+                info,
+            )
 
     def release(self) -> None:
         if self._conn is not None:
@@ -198,8 +194,8 @@ class RunLock:
             self._engine = None
         if self._file is not None:
             with contextlib.suppress(OSError):
-                self._file.seek(0)
-                self._file.truncate()
+                os.unlink(sqlite_holder_path(self.target))
+            with contextlib.suppress(OSError):
                 fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
             self._file = None

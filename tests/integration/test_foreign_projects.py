@@ -16,7 +16,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from support.ansible_run import REPO, module
 from support.pgcluster import PgCluster
 

@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from support.ansible_run import REPO, module
 from support.pgcluster import PgCluster
 
@@ -14,7 +13,14 @@ from .conftest import make_inventory
 from .test_bad_input import conn_args
 from .test_foreign_projects import STOCK_ENV, flat_project
 from .test_migrate_postgres import head_of, version_of
-from .test_rollback import FAILING_REVISION, UNMODELLED_REVISION, ledger, run, seed_companies, tickers
+from .test_rollback import (
+    FAILING_REVISION,
+    UNMODELLED_REVISION,
+    ledger,
+    run,
+    seed_companies,
+    tickers,
+)
 
 pytestmark = pytest.mark.slow
 

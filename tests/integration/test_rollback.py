@@ -9,13 +9,18 @@ from typing import Any
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-
 from support.ansible_run import REPO, playbook
 from support.pgcluster import PgCluster
 
 from .conftest import make_inventory, password_env
 from .test_bad_input import project_copy
-from .test_migrate_postgres import PROJECTS, assert_no_secret, head_of, tables_of, version_of
+from .test_migrate_postgres import (
+    PROJECTS,
+    assert_no_secret,
+    head_of,
+    tables_of,
+    version_of,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -151,7 +156,7 @@ def test_explicit_target_below_the_floor_needs_the_override_in_prod(tmp_path: Pa
     eq = history("equities")
     assert run(inventory, "migrate.yml", fresh_pg, "-e", "migrate_target=+2").rc == 0
     assert run(inventory, "migrate.yml", fresh_pg).rc == 0
-    args = ("-e", "rollback_target=base", "-e", "rollback_allow_data_loss=true", "-l", "db1")
+    args = ("-e", "rollback_target=base", "-e", "rollback_allow_data_loss=true", "-e", "fleet_confirm=equities,algorithms", "-l", "db1")
     refused = run(inventory, "rollback.yml", fresh_pg, *args)
     assert refused.rc != 0 and "below the allowed floor" in refused.output
     assert version_of(fresh_pg[0], "equities") == [eq[-1]]
@@ -198,3 +203,12 @@ def test_verify_failure_is_rolled_back_automatically(tmp_path: Path, fresh_pg: l
     assert version_of(db1, "equities") == [head_of("equities")]
     rows = ledger(db1, "equities")
     assert [(r["action"], r["outcome"]) for r in rows[-2:]] == [("migrate", "rolled_back"), ("rollback", "succeeded")]
+
+
+def test_rollback_to_base_in_prod_needs_the_database_named(tmp_path: Path, fresh_pg: list[PgCluster]) -> None:
+    inventory = make_inventory(tmp_path, fresh_pg)
+    assert run(inventory, "migrate.yml", fresh_pg, "-l", "db1").rc == 0
+    args = ("-e", "rollback_target=base", "-e", "rollback_allow_data_loss=true", "-e", "rollback_override=true", "-l", "db1")
+    refused = run(inventory, "rollback.yml", fresh_pg, *args)
+    assert refused.rc != 0 and "-e fleet_confirm=equities" in refused.output
+    assert version_of(fresh_pg[0], "equities") == [head_of("equities")]

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.ansible_run import REPO, playbook
 
 from .test_bad_input import project_copy

@@ -12,7 +12,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.fleet_backup import MANIFEST_SUFFIX, backup_directory, backup_filename
+from ansible.module_utils.fleet_backup import (
+    MANIFEST_SUFFIX,
+    backup_directory,
+    backup_filename,
+)
 from ansible.module_utils.fleet_common import FleetError
 from ansible.module_utils.fleet_retention import (
     PROTECTED,
