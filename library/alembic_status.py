@@ -131,6 +131,15 @@ blockers:
   returned: success
   type: list
   elements: dict
+blockers_visible:
+  description: Whether the user can see other users' sessions (superuser or C(pg_read_all_stats)); without it
+    blockers of other users go unseen and RV(blockers_note) says so.
+  returned: for PostgreSQL databases
+  type: bool
+blockers_note:
+  description: Why blockers may be missing.
+  returned: when RV(blockers_visible) is false
+  type: str
 lock_holder:
   description: The alembic-fleet run holding this database's run lock (pid, run_id, client, since), or null.
   returned: success

@@ -81,6 +81,15 @@ def _blockers(run: AlembicRun, seconds: float) -> list[dict[str, Any]]:
     ]
 
 
+def _sees_all_sessions(run: AlembicRun) -> bool:
+    with run.transaction() as conn:
+        return bool(
+            conn.execute(
+                sa.text("select pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') or (select rolsuper from pg_roles where rolname = current_user)")
+            ).scalar()
+        )
+
+
 def _wait_for_quiet(run: AlembicRun, params: dict[str, Any], pending: bool) -> list[dict[str, Any]]:
     """Report blockers; with wait_for_quiet and something pending, wait for them or stop."""
     seconds = params.get("long_transaction_seconds")
@@ -172,6 +181,12 @@ def status(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
                     if entry["outcome"] == RUNNING:
                         entry["outcome"] = INTERRUPTED
             if run.target.dialect == "postgresql":
+                result["blockers_visible"] = _sees_all_sessions(run)
+                if not result["blockers_visible"]:
+                    result["blockers_note"] = (
+                        "the user cannot see other users' sessions: grant it pg_read_all_stats so that long transactions"
+                        " and pg_dumps of other users are found"
+                    )
                 result["blockers"] = _wait_for_quiet(run, params, bool(steps))
     result["duration"] = elapsed(started)
 
