@@ -6,8 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from support.ansible_run import REPO, module
+from support.ansible_run import module
 from support.pgcluster import PgCluster
 
 from .conftest import make_inventory

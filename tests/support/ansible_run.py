@@ -67,7 +67,21 @@ def module(
     timeout: float = 120,
 ) -> tuple[Run, dict[str, Any]]:
     """Run one module ad hoc on localhost; returns the run and its parsed result."""
-    argv = [
+    argv = module_argv(name, module_args, *flags)
+    extra = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    extra.update(env or {})
+    done = subprocess.run(argv, cwd=REPO, env=_env(extra), capture_output=True, text=True, timeout=timeout)
+    output = done.stdout + done.stderr
+    result: dict[str, Any] = {}
+    marker = re.search(r"^localhost \| [A-Z!]+ => \{", done.stdout, re.M)
+    if marker:
+        result = json.JSONDecoder().raw_decode(done.stdout[marker.end() - 1 :])[0]
+    return Run(argv=argv, rc=done.returncode, output=output), result
+
+
+def module_argv(name: str, module_args: Mapping[str, Any], *flags: str) -> list[str]:
+    """The `ansible localhost -m <name>` command line for one ad-hoc module run."""
+    return [
         str(BIN / "ansible"),
         "localhost",
         "-m",
@@ -78,15 +92,6 @@ def module(
         "ansible_python_interpreter=%s" % sys.executable,
         *flags,
     ]
-    extra = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
-    extra.update(env or {})
-    done = subprocess.run(argv, cwd=REPO, env=_env(extra), capture_output=True, text=True, timeout=timeout)
-    output = done.stdout + done.stderr
-    result: dict[str, Any] = {}
-    marker = re.search(r"^localhost \| [A-Z!]+ => \{", done.stdout, re.M)
-    if marker:
-        result = json.JSONDecoder().raw_decode(done.stdout[marker.end() - 1 :])[0]
-    return Run(argv=argv, rc=done.returncode, output=output), result
 
 
 def write_yaml(path: Path, data: Any) -> Path:

@@ -16,14 +16,13 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping, TypeVar
 
-from support.ansible_run import BIN, REPO, Run, _env
+from support.ansible_run import BIN, REPO, Run, _env, module_argv
 from support.pgcluster import PgCluster
 
 T = TypeVar("T")
@@ -133,17 +132,7 @@ def _start(argv: list[str], env: dict[str, str]) -> Background:
 
 def start_module(name: str, module_args: Mapping[str, Any], *flags: str, env: Mapping[str, str] | None = None) -> Background:
     """``support.ansible_run.module`` in the background."""
-    argv = [
-        str(BIN / "ansible"),
-        "localhost",
-        "-m",
-        name,
-        "-a",
-        json.dumps(dict(module_args)),
-        "-e",
-        "ansible_python_interpreter=%s" % sys.executable,
-        *flags,
-    ]
+    argv = module_argv(name, module_args, *flags)
     extra = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
     extra.update(env or {})
     return _start(argv, _env(extra))
