@@ -148,6 +148,7 @@ BASE = {
     "alembic_downgrade": "alembic",
     "alembic_stamp": "alembic",
     "alembic_verify": "alembic",
+    "alembic_lint": "alembic",
     "db_backup": "backup",
     "db_restore": "restore",
     "db_unlock": "conn",
@@ -225,6 +226,7 @@ CASES = [
     case("sql", "db_backup", {"name": SQL}, "name '%s' cannot be used in a backup path" % SQL),
     case("sql", "db_restore", {"name": SQL}, "is a backup of 'equities', not of '%s'" % SQL),
     case("sql", "alembic_upgrade", {"target": "head; drop table companies"}, "'head; drop table companies' is not a revision target"),
+    case("sql", "alembic_lint", {"target": "head; drop table companies"}, "'head; drop table companies' is not a revision target"),
     case("sql", "alembic_downgrade", {"target": "base; drop table companies"}, "'base; drop table companies' is not a revision target"),
     case("sql", "alembic_stamp", {"target": "head'; drop table companies; --"}, "is not a revision target"),
     case(
