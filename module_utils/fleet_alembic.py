@@ -31,6 +31,7 @@ from ansible.module_utils.fleet_db import (
     create_database,
     create_engine,
     database_exists,
+    error_detail,
 )
 from ansible.module_utils.fleet_revision import TargetSpec, parse_target, resolve_prefix
 
@@ -307,7 +308,7 @@ class AlembicRun:
         except FleetError:
             raise
         except sa.exc.DBAPIError as exc:
-            raise FleetError("reading the current revision of %s failed: %s" % (self.target.label, _db_detail(exc, self.target))) from None
+            raise FleetError("reading the current revision of %s failed: %s" % (self.target.label, error_detail(exc, self.target))) from None
         finally:
             conn.close()
         return Probe(
@@ -446,14 +447,9 @@ def _server_version(conn: Any) -> str | None:
     return None
 
 
-def _db_detail(exc: BaseException, target: DbTarget) -> str:
-    original = getattr(exc, "orig", None) or exc
-    return scrub(" ".join(str(original).split()), target.password)
-
-
 def explain_migration_failure(exc: BaseException, target: DbTarget, direction: str) -> str:
     """The message for a migration that raised, without the password."""
-    detail = _db_detail(exc, target)
+    detail = error_detail(exc, target)
     statement = getattr(exc, "statement", None)
     where = ""
     tb = traceback.extract_tb(exc.__traceback__)

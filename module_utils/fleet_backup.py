@@ -213,8 +213,6 @@ def sqlite_copy(source_uri: str, destination_path: str, timeout: float = 5.0) ->
 
 
 def _copy_sqlite(target: DbTarget, temp_path: str) -> dict[str, Any]:
-    if not os.path.isfile(target.dbname):
-        raise FleetError("SQLite database file %s does not exist: nothing to back up; check url." % target.dbname)
     try:
         sqlite_copy("file:%s?mode=ro" % target.dbname, temp_path, target.connect_timeout)
     except sqlite3.Error as exc:

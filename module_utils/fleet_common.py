@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -142,6 +143,13 @@ def parse_target(url: str, password: str | None, connect_timeout: int = 10) -> D
         password=password or None,
         connect_timeout=connect_timeout,
     )
+
+
+def plain_table_name(value: str, option: str) -> str:
+    """A table name that can go into SQL as is: letters, digits and '_'."""
+    if not value or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
+        raise FleetError("%s '%s' is not a plain table name: use letters, digits and '_'." % (option, value))
+    return value
 
 
 def scrub(text: str, *secrets: str | None) -> str:

@@ -57,11 +57,15 @@ def _make_sqlite_transactional(engine: "Engine") -> None:
         conn.exec_driver_sql("BEGIN")
 
 
+def error_detail(exc: BaseException, target: DbTarget) -> str:
+    """The driver's own message for an error: one line, the password scrubbed."""
+    original = getattr(exc, "orig", None) or exc
+    return scrub(" ".join(str(original).split()), target.password)
+
+
 def explain_connect_error(target: DbTarget, exc: BaseException) -> FleetError:
     """One readable sentence for a failed connection."""
-    original = getattr(exc, "orig", None) or exc
-    detail = " ".join(str(original).split())
-    detail = scrub(detail, target.password)
+    detail = error_detail(exc, target)
     lowered = detail.lower()
     where = target.label
     if "password authentication failed" in lowered or "no password supplied" in lowered or ("role" in lowered and "does not exist" in lowered):
@@ -137,10 +141,9 @@ def create_database(target: DbTarget, maintenance_db: str = "postgres") -> None:
             preparer = conn.dialect.identifier_preparer
             conn.exec_driver_sql("CREATE DATABASE %s" % preparer.quote_identifier(target.dbname))
     except sa.exc.DBAPIError as exc:
-        detail = scrub(" ".join(str(getattr(exc, "orig", exc)).split()), target.password)
         raise FleetError(
             "could not create database '%s' on %s:%s (%s): create it by hand or grant the user CREATEDB."
-            % (target.dbname, target.host or "localhost", target.port or 5432, detail)
+            % (target.dbname, target.host or "localhost", target.port or 5432, error_detail(exc, target))
         ) from None
     finally:
         engine.dispose()

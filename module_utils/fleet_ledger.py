@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from ansible.module_utils.fleet_common import FleetError
+from ansible.module_utils.fleet_common import FleetError, plain_table_name
 
 try:
     import sqlalchemy as sa
@@ -121,9 +121,7 @@ class Ledger:
     """Reads and writes one database's ledger table."""
 
     def __init__(self, table_name: str = DEFAULT_TABLE) -> None:
-        if not table_name or not table_name.replace("_", "").isalnum():
-            raise FleetError("ledger_table '%s' is not a plain table name: use letters, digits and '_'." % table_name)
-        self.table = ledger_table(table_name)
+        self.table = ledger_table(plain_table_name(table_name, "ledger_table"))
 
     @property
     def name(self) -> str:

@@ -138,7 +138,7 @@ class RunLock:
     def _acquire_pg(self, running_row: Any) -> None:
         self._engine = create_engine(self.target).execution_options(isolation_level="AUTOCOMMIT")
         self._conn = connect(self._engine, self.target)
-        self._conn.exec_driver_sql("SET application_name = %s" % self._quote(application_name(self.run_id)))
+        self._conn.execute(sa.text("select set_config('application_name', :name, false)"), {"name": application_name(self.run_id)})
         key = lock_key(self.target)
         deadline = time.monotonic() + self.wait
         while True:
@@ -153,9 +153,6 @@ class RunLock:
                     % (self.target.label, describe_holder(holder, running), int(self.wait))
                 )
             time.sleep(POLL_SECONDS)
-
-    def _quote(self, text: str) -> str:
-        return "'%s'" % text.replace("'", "''")
 
     def _acquire_sqlite(self) -> None:
         # flock() on the database file itself: independent of SQLite's own fcntl() locks, gone with the process,

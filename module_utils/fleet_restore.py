@@ -40,10 +40,16 @@ from ansible.module_utils.fleet_common import (
     DbTarget,
     FleetError,
     parse_target,
+    plain_table_name,
     private_passfile,
     scrub,
 )
-from ansible.module_utils.fleet_db import DatabaseMissing, connect, create_engine
+from ansible.module_utils.fleet_db import (
+    DatabaseMissing,
+    connect,
+    create_engine,
+    error_detail,
+)
 from ansible.module_utils.fleet_ledger import FAILED, SUCCEEDED, Ledger, RunRecord
 from ansible.module_utils.fleet_lock import RunLock
 
@@ -136,15 +142,8 @@ def check_backup(path: str, name: str, target: DbTarget, expected_sha256: str | 
     return manifest
 
 
-def _plain_table(value: str, option: str) -> str:
-    if not value or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
-        raise FleetError("%s '%s' is not a plain table name: use letters, digits and '_'." % (option, value))
-    return value
-
-
 def _db_detail(exc: BaseException, target: DbTarget) -> str:
-    original = getattr(exc, "orig", None) or exc
-    return scrub(" ".join(str(original).split()), target.password)[:400].rstrip(" .")
+    return error_detail(exc, target)[:400].rstrip(" .")
 
 
 def read_heads(conn: Any, version_table: str) -> list[str]:
@@ -189,7 +188,7 @@ def plan(params: dict[str, Any]) -> Plan:
         raise FleetError("path is empty: give the backup file to restore (the ledger's backup_path of the run).")
     path = os.path.abspath(os.path.expanduser(params["path"]))
     name = params["name"]
-    version_table = _plain_table(params.get("version_table") or "alembic_version", "version_table")
+    version_table = plain_table_name(params.get("version_table") or "alembic_version", "version_table")
     ledger = Ledger(params.get("ledger_table") or "alembic_fleet_ledger")
     manifest = check_backup(path, name, target, params.get("expected_sha256"))
     record = RunRecord.from_params(params, "restore")
