@@ -4,17 +4,28 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: alembic_lint
-short_description: Lint the pending Alembic revisions' SQL for locking and safety hazards
+short_description: Review the pending Alembic revisions for data loss, rewrites, long locks and missing downgrades
 description:
   - Renders the SQL of each revision pending from the database's current revision to O(target), one revision at a
-    time, with Alembic's offline mode, and checks it with the C(squawk) PostgreSQL migration linter.
-  - Adds alembic-fleet's own check from each revision's source - a C(downgrade()) that cannot undo the revision
-    (rule C(irreversible-downgrade), an error) or that throws data away (rule C(lossy-downgrade), a warning).
-  - Squawk's C(require-lock-timeout) and C(require-statement-timeout) rules are dropped because alembic-fleet sets
-    those timeouts on the migration's connection itself.
+    time, with Alembic's offline mode, and checks it with the C(squawk) PostgreSQL migration linter (NOT NULL column
+    without a default, DROP TABLE / COLUMN, type changes, CREATE INDEX without CONCURRENTLY, constraints without
+    NOT VALID, renames, ...).
+  - Adds alembic-fleet's own rules. From the SQL - C(mixed-data-and-schema) (a revision that moves data and changes
+    the schema) and C(non-transactional) (a statement outside the revision's transaction, from an
+    C(autocommit_block) or CONCURRENTLY, mixed with other work or not re-runnable). From the source -
+    C(irreversible-downgrade) (C(downgrade()) missing, empty, C(pass) or raising) and C(lossy-downgrade).
+  - A revision that cannot render offline (for example one that queries through C(op.get_bind())) is reviewed from
+    its C(upgrade()) operations instead, with the same rule names, and its C(note) says so.
+  - Each rule has a level - C(error), C(warning) or C(off) - from alembic-fleet's table (see
+    C(module_utils/fleet_rules.py)), changed by O(rules). Findings of rules that are off are not reported.
+  - >-
+    A revision acknowledges a finding in its own file with a module-level
+    C(fleet_acknowledge = {"rule-name": "why it is safe here"}); acknowledged findings are still listed, with the
+    reason, but are not errors.
+  - With O(block=true) unacknowledged errors set C(blocked); the module itself still succeeds, so that the caller
+    can show the whole review before stopping.
   - With O(offline=true) no database is needed; O(url) still gives the SQL dialect and O(from_revision) the start.
-  - A revision that cannot render offline is still reported, with the reason in its C(note) and the source-level
-    findings only.
+    Online, squawk is told the PostgreSQL server's version.
   - Read-only. It never changes anything and always returns C(changed=false).
   - Needs the C(squawk) binary (C(pip install squawk-cli)) next to the Python running the module or on E(PATH).
 version_added: "0.2.0"
@@ -22,21 +33,31 @@ extends_documentation_fragment: [fleet.connection, fleet.project]
 options:
   target:
     description:
-      - Revision to lint up to. Same grammar as M(alembic_upgrade) O(alembic_upgrade#module:target).
+      - Revision to review up to. Same grammar as M(alembic_upgrade) O(alembic_upgrade#module:target).
       - When the project has several heads, V(head) is read as V(heads).
     type: str
     default: head
   offline:
     description:
-      - Lint the revisions from O(from_revision) to O(target) without connecting to any database.
+      - Review the revisions from O(from_revision) to O(target) without connecting to any database.
     type: bool
     default: false
   from_revision:
     description:
-      - With O(offline=true), the revision the database is assumed to be at; V(base) lints from the first revision.
+      - With O(offline=true), the revision the database is assumed to be at; V(base) reviews from the first revision.
       - Ignored without O(offline).
     type: str
     default: base
+  rules:
+    description:
+      - The policy - rule name to level (V(error), V(warning) or V(off)), over alembic-fleet's built-in levels.
+    type: dict
+    default: {}
+  block:
+    description:
+      - Whether unacknowledged errors block - they set C(blocked). prod sets this; dev and local only warn.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -47,19 +68,23 @@ author: alembic-fleet
 """
 
 EXAMPLES = r"""
-- name: Lint what an upgrade of equities would run
+- name: Review what an upgrade of equities would run, blocking on errors
   alembic_lint:
     config: migrations/equities/alembic.ini
     url: postgresql://migrator@db1.example.com:5432/equities
     password: "{{ lookup('ansible.builtin.env', 'FLEET_PROD_DB_PASSWORD') }}"
-  register: equities_lint
+    block: true
+    rules:
+      prefer-bigint-over-int: warning
+      mixed-data-and-schema: error
+  register: equities_review
 
-- name: Stop on errors
+- name: Stop on blocking findings
   ansible.builtin.assert:
-    that: equities_lint.summary.errors == 0
-    fail_msg: "{{ equities_lint.revisions | selectattr('findings') | list }}"
+    that: not equities_review.blocked
+    fail_msg: "{{ equities_review.errors }}"
 
-- name: Lint the whole project in CI, without a database
+- name: Review the whole project in CI, without a database
   alembic_lint:
     config: migrations/equities/alembic.ini
     url: postgresql://ci@localhost/equities
@@ -96,19 +121,51 @@ revisions:
     message: {description: First line of the revision's docstring., type: str}
     findings:
       description: >-
-        The findings, each with rule, severity (C(error) or C(warning)), statement (the SQL statement, empty for
-        source-level findings), line (in the rendered SQL, 1-based, or null), why, fix and source (C(squawk) or
-        C(alembic-fleet)).
+        The findings, each with rule, severity (C(error) or C(warning)), table (or null), statement (the SQL
+        statement or operation, empty for findings about the whole file), line (in the rendered SQL or the revision
+        file, 1-based, or null), why, fix, source (C(squawk), C(alembic-fleet) or C(alembic-fleet (source))),
+        acknowledged and acknowledgement (the revision's reason, or null).
       type: list
       elements: dict
+    acknowledgements: {description: The revision's C(fleet_acknowledge), rule to reason., type: dict}
+    unused_acknowledgements: {description: Acknowledged rules that found nothing in this revision., type: list, elements: str}
     reversibility: {description: C(reversible), C(lossy) or C(irreversible), from the revision's downgrade()., type: str}
     reversibility_reasons: {description: Why the downgrade is lossy or irreversible., type: list, elements: str}
+    transactional: {description: Whether everything the revision runs is inside its transaction., type: bool}
     sql_rendered: {description: Whether the revision's SQL could be rendered offline and linted., type: bool}
     note: {description: Why the SQL was not rendered, or a caveat about the lint; null otherwise., type: str}
 summary:
-  description: Number of findings by severity, as C(errors) and C(warnings).
+  description: Number of unacknowledged C(errors) and C(warnings), and of C(acknowledged) findings.
   returned: success
   type: dict
+  sample: {errors: 1, warnings: 0, acknowledged: 1}
+report:
+  description: One line per finding - revision, file, severity, rule, table, statement, fix and acknowledgement.
+  returned: success
+  type: list
+  elements: str
+errors:
+  description: The lines of C(report) that are unacknowledged errors - revision, file, rule, table, statement and fix.
+  returned: success
+  type: list
+  elements: str
+blocked:
+  description: Whether O(block) is set and there are unacknowledged errors.
+  returned: success
+  type: bool
+ledger_review:
+  description: The review in the shape the upgrade modules' C(record.review) option keeps in the ledger.
+  returned: success
+  type: list
+  elements: dict
+note:
+  description: Set when the database does not exist yet, so every revision up to O(target) was reviewed.
+  returned: when the database does not exist
+  type: str
+pg_version:
+  description: The PostgreSQL server version squawk was told, or null.
+  returned: success
+  type: str
 pending_count:
   description: Number of revisions linted.
   returned: success
@@ -131,6 +188,8 @@ def main() -> None:
             target=dict(type="str", default="head"),
             offline=dict(type="bool", default=False),
             from_revision=dict(type="str", default="base"),
+            rules=dict(type="dict", default={}),
+            block=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

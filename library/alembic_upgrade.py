@@ -101,6 +101,18 @@ lock_waited:
   description: Seconds spent waiting for another run's lock on this database.
   returned: when something changed
   type: float
+transactional:
+  description: >-
+    Whether the whole change ran in one transaction. False when a revision uses C(autocommit_block()), which
+    commits what precedes it; the ledger row is then finished right after Alembic's own commits.
+  returned: when something changed or failed
+  type: bool
+partial:
+  description: >-
+    On failure of a non-transactional change, true - part of it may have stayed even when the revision did not move;
+    the migrate procedure then restores the backup.
+  returned: on such a failure
+  type: bool
 ledger_entry_id:
   description: Id of the ledger row that records this change.
   returned: when something changed

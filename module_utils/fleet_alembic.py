@@ -34,6 +34,7 @@ from ansible.module_utils.fleet_db import (
     error_detail,
 )
 from ansible.module_utils.fleet_revision import TargetSpec, parse_target, resolve_prefix
+from ansible.module_utils.fleet_review import uses_autocommit_block
 
 ALEMBIC_IMPORT_ERROR: str | None
 try:
@@ -389,15 +390,26 @@ class AlembicRun:
             return None, "SQL not rendered: %s" % " ".join(str(exc).split())
         return buffer.getvalue(), None
 
-    def migrate(self, direction: str, spec: TargetSpec, before_commit: Callable[[Any], None] | None = None) -> None:
-        """Run the migration in one transaction on the shared connection."""
+    def migrate(
+        self, direction: str, spec: TargetSpec, before_commit: Callable[[Any], None] | None = None, transactional: bool | None = None
+    ) -> None:
+        """Run the migration in one transaction on the shared connection.
+
+        With transactional=False (a revision uses autocommit_block, which must commit what precedes it), the
+        transaction is left to Alembic's env.py, and before_commit runs in a transaction of its own afterwards.
+        """
 
         def steps(rev: Any, context: Any) -> list[Any]:
             if direction == "upgrade":
                 return self.script._upgrade_revs(spec.alembic, rev)
             return self.script._downgrade_revs(spec.alembic, rev)
 
-        self._run_in_transaction(steps, destination_rev=spec.alembic, before_commit=before_commit)
+        if transactional is None:  # not planned by the caller: any autocommit_block in the project counts
+            transactional = not any(uses_autocommit_block(rev.path) for rev in self.script.walk_revisions())
+        if transactional:
+            self._run_in_transaction(steps, destination_rev=spec.alembic, before_commit=before_commit)
+        else:
+            self._run_in_alembic_transactions(steps, destination_rev=spec.alembic, before_commit=before_commit)
 
     def stamp(self, spec: TargetSpec, before_commit: Callable[[Any], None] | None = None) -> None:
         def steps(rev: Any, context: Any) -> list[Any]:
@@ -422,6 +434,29 @@ class AlembicRun:
                 raise
             if transaction.is_active:
                 transaction.commit()
+        finally:
+            conn.close()
+
+    def _run_in_alembic_transactions(
+        self, fn: Callable[..., Any], destination_rev: str, before_commit: Callable[[Any], None] | None
+    ) -> None:
+        conn = connect(self.engine, self.target)
+        try:
+            if conn.dialect.name == "postgresql" and self.session_settings:
+                for name, value in self.session_settings.items():
+                    conn.exec_driver_sql("SET %s = '%s'" % (name, value))  # session-wide: they outlive the commit
+                conn.commit()
+            try:
+                self._run_env(self.config(connection=conn), fn, as_sql=False, destination_rev=destination_rev)
+                if conn.in_transaction():
+                    conn.commit()
+            except BaseException:
+                if conn.in_transaction():
+                    conn.rollback()
+                raise
+            if before_commit is not None:
+                with conn.begin():
+                    before_commit(conn)
         finally:
             conn.close()
 

@@ -44,6 +44,7 @@ LEDGER_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
             operator=dict(type="str"),
             backup_path=dict(type="str"),
             backup_sha256=dict(type="str"),
+            review=dict(type="list", elements="dict"),
         ),
     ),
 }
@@ -78,6 +79,8 @@ class RunRecord:
     operator: str = field(default_factory=default_operator)
     backup_path: str | None = None
     backup_sha256: str | None = None
+    # alembic_lint's ledger_review: per revision, its reversibility and review findings with acknowledgements.
+    review: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any], default_action: str) -> "RunRecord":
@@ -294,8 +297,9 @@ def row_to_dict(mapping: Any) -> dict[str, Any]:
     return entry
 
 
-def revision_records(steps: Iterable[Any]) -> list[dict[str, Any]]:
-    """What the ledger keeps of each applied step, with its file's checksum."""
+def revision_records(steps: Iterable[Any], review: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """What the ledger keeps of each applied step, with its file's checksum and its review."""
+    reviewed = {str(item.get("revision")): item for item in review or [] if isinstance(item, dict)}
     records = []
     for step in steps:
         entry = step.as_dict()
@@ -304,5 +308,7 @@ def revision_records(steps: Iterable[Any]) -> list[dict[str, Any]]:
         except OSError:
             entry["sha256"] = None
         entry.pop("down_revision", None)
+        if entry["revision"] in reviewed:
+            entry["review"] = {k: v for k, v in reviewed[entry["revision"]].items() if k != "revision"}
         records.append(entry)
     return records

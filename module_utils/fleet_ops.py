@@ -46,7 +46,7 @@ from ansible.module_utils.fleet_ledger import (
 )
 from ansible.module_utils.fleet_lock import RunLock, pg_holder, sqlite_holder
 from ansible.module_utils.fleet_module import Operation
-from ansible.module_utils.fleet_review import classify_downgrade
+from ansible.module_utils.fleet_review import classify_downgrade, uses_autocommit_block
 from ansible.module_utils.fleet_scratch import expected_schema_differences
 
 CREATE_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
@@ -348,8 +348,11 @@ def _apply(
     with run.transaction() as conn:
         entry_id = ledger.start(conn, record, before)
     result["ledger_entry_id"] = entry_id
-    applied = revision_records(steps)
+    applied = revision_records(steps, record.review)
     undo = params.get("undo_entry_id")
+    outside = [step.revision for step in steps if uses_autocommit_block(step.path)]
+    transactional = not outside
+    result["transactional"] = transactional
 
     def record_success(conn: Any) -> None:
         ledger.finish(conn, entry_id, SUCCEEDED, predicted, applied)
@@ -357,22 +360,24 @@ def _apply(
             ledger.mark_undone(conn, undo, entry_id)
 
     try:
-        result["lock_retries"] = _with_lock_retries(run, params, lambda: run.migrate(direction, spec, before_commit=record_success))
+        result["lock_retries"] = _with_lock_retries(
+            run, params, lambda: run.migrate(direction, spec, before_commit=record_success, transactional=transactional)
+        )
     except FleetError as exc:
         _record_failure(run, ledger, entry_id, before, planned, str(exc), result)
         raise
     except Exception as exc:
         message = explain_migration_failure(exc, run.target, direction)
         now = _record_failure(run, ledger, entry_id, before, planned, message, result)
-        raise FleetError(
-            "%s; the database is at %s (was %s)%s."
-            % (
-                message,
-                ", ".join(now) or "base",
-                ", ".join(before) or "base",
-                " - the transaction was rolled back, nothing changed" if now == before else "",
+        if outside:
+            result["partial"] = True
+            outcome = (
+                " - %s ran statements outside the transaction (autocommit_block), so part of the change may have stayed: restore the backup"
+                % ", ".join(outside)
             )
-        ) from None
+        else:
+            outcome = " - the transaction was rolled back, nothing changed" if now == before else ""
+        raise FleetError("%s; the database is at %s (was %s)%s." % (message, ", ".join(now) or "base", ", ".join(before) or "base", outcome)) from None
     after = list(run.probe().current)
     result.update(after=after, applied=planned, changed=True)
 

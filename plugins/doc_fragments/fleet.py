@@ -101,6 +101,12 @@ options:
       backup_sha256:
         description: SHA-256 of that backup.
         type: str
+      review:
+        description:
+          - The review of the revisions, as M(alembic_lint) returns it in C(ledger_review) - per revision its
+            reversibility and findings with their acknowledgements. Kept with each applied revision in the ledger.
+        type: list
+        elements: dict
 """
 
     LOCK = r"""

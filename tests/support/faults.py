@@ -224,7 +224,7 @@ def slow_project(
     down: str,
     seconds: float,
     upgrade: str = "    pass",
-    downgrade: str = "    pass",
+    downgrade: str = "    op.execute(\"SELECT 1\")  # the upgrade changes no schema: nothing to undo",
     message: str = "Slow revision for fault tests",
 ) -> SlowProject:
     """A copy of the equities project with one extra revision that runs `upgrade`, then sleeps."""
