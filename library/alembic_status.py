@@ -9,6 +9,11 @@ description:
   - Reads the current revision(s) of a database through the project's own C(env.py), the project's heads, whether
     the database is versioned, and the revisions pending from the current revision to O(target), in order.
   - Read-only. It never changes anything and always returns C(changed=false).
+  - Always reports, from the ledger, the last successful change (RV(last_success)) and the last restore drill
+    (RV(last_drill)).
+  - Opt-in, for a scheduled status run (one call per database gives everything its report needs), each costing
+    nothing unless asked - schema drift (O(drift), O(drift_allow)), the newest backup (O(backup_dir)) and the review
+    of the pending revisions (O(review)).
 version_added: "0.1.0"
 extends_documentation_fragment: [fleet.connection, fleet.project, fleet.create]
 options:
@@ -41,6 +46,48 @@ options:
     description:
       - When the database does not exist, report it as empty (C(exists=false), everything pending) instead of
         failing, because the upgrade will create it.
+  drift:
+    description:
+      - Compare the live schema with the schema the project's migrations build at the database's B(current)
+        revision (built in a scratch database C(<db>_scratch_<hex>) on the same server, which needs C(CREATEDB), or in
+        a temporary SQLite file; always removed) and return RV(drift). Manual changes made outside migrations show
+        up here.
+      - When the database is at head, also compare the live schema with the project's models (C(target_metadata)
+        of C(env.py), as C(alembic check) does) and return RV(model_drift).
+      - The ledger table (O(ledger_table)) and C(alembic_version) are never drift. Nothing is checked for a
+        missing or unversioned database, or one at several revisions; the note says why.
+    type: bool
+    default: false
+  drift_allow:
+    description:
+      - Accepted differences. Each entry is an C(fnmatch) pattern matched against a difference's text (for
+        example V(column companies.* is in the database but not in the expected schema)), or a table name (or a
+        pattern of table names) that accepts every difference on that table.
+      - Accepted differences are listed under C(allowed) instead of C(differences), in RV(drift) and
+        RV(model_drift).
+    type: list
+    elements: str
+    default: []
+  backup_dir:
+    description:
+      - Directory holding this database's backups, as M(db_backup) writes them
+        (C(<backup_root>/<environment>/<host>/<name>)). The newest backup there with a readable manifest is returned
+        in RV(backup). Only cheap metadata is read - the checksum is not verified.
+    type: path
+  review:
+    description:
+      - Review the pending revisions (up to O(target)) as M(alembic_lint) does, on this module's connection, and
+        return the counts and report lines in RV(review). Needs C(squawk-cli) when something is pending.
+    type: bool
+    default: false
+  review_rules:
+    description: Rule levels over the built-in ones for O(review), as M(alembic_lint) O(alembic_lint#module:rules).
+    type: dict
+    default: {}
+  review_block:
+    description: Whether unacknowledged review errors set C(blocked) in RV(review). The module still succeeds.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -61,6 +108,19 @@ EXAMPLES = r"""
 - name: Show the pending revisions
   ansible.builtin.debug:
     msg: "{{ equities_status.pending | map(attribute='message') | list }}"
+
+- name: Nightly status of equities - drift, newest backup, review of what is pending
+  alembic_status:
+    config: migrations/equities/alembic.ini
+    url: postgresql://migrator@db1.example.com:5432/equities
+    password: "{{ lookup('ansible.builtin.env', 'FLEET_PROD_DB_PASSWORD') }}"
+    drift: true
+    drift_allow:
+      - audit_log
+      - "index ix_companies_tmp_* on companies(*) is in the database but not in the *"
+    backup_dir: /srv/backups/prod/db1/equities
+    review: true
+  register: equities_nightly
 """
 
 RETURN = r"""
@@ -144,6 +204,72 @@ lock_holder:
   description: The alembic-fleet run holding this database's run lock (pid, run_id, client, since), or null.
   returned: success
   type: dict
+last_success:
+  description: The newest ledger row of a successful migrate or upgrade (run_id, action, started_at, finished_at,
+    duration, from_revision, to_revision, age_seconds since it finished), or null.
+  returned: success
+  type: dict
+last_drill:
+  description: The newest ledger row of a restore drill (action C(drill)) - run_id, outcome, started_at, finished_at,
+    duration, message, age_seconds since it finished - or null. A row still C(running) with no live lock holder
+    reads C(interrupted), as in RV(last_runs).
+  returned: success
+  type: dict
+drift:
+  description: The live schema against what the migrations build at the current revision.
+  returned: when O(drift) is true
+  type: dict
+  contains:
+    checked: {description: Whether the comparison was made., type: bool}
+    differences: {description: Differences not accepted by O(drift_allow), one line each., type: list, elements: str}
+    allowed: {description: Differences accepted by O(drift_allow)., type: list, elements: str}
+    note: {description: Why nothing was checked (missing or unversioned database, several revisions, no scratch database), or null., type: str}
+    revision: {description: The revision the expected schema was built at., type: str}
+    duration: {description: Seconds the comparison took., type: float}
+  sample:
+    checked: true
+    differences: ["column companies.x is in the database but not in the expected schema"]
+    allowed: []
+    note: null
+    revision: e5f7293c4a65
+    duration: 0.61
+model_drift:
+  description: The live schema against the project's models (C(target_metadata)); compared only at head.
+  returned: when O(drift) is true
+  type: dict
+  contains:
+    checked: {description: Whether the comparison was made., type: bool}
+    differences: {description: Differences not accepted by O(drift_allow), one line each., type: list, elements: str}
+    allowed: {description: Differences accepted by O(drift_allow)., type: list, elements: str}
+    note: {description: Why nothing was checked (C(not at head), C(env.py has no target_metadata), ...), or null., type: str}
+backup:
+  description: The newest backup in O(backup_dir) that has a readable manifest, or null when there is none.
+  returned: when O(backup_dir) is given
+  type: dict
+  contains:
+    path: {description: Path of the backup file., type: str}
+    created_at: {description: When it was taken (UTC, C(YYYY-MM-DDTHH:MM:SSZ))., type: str}
+    age_seconds: {description: Seconds since then., type: float}
+    size: {description: Size of the file in bytes., type: int}
+    sha256: {description: SHA-256 recorded in the manifest (not verified here)., type: str}
+    revision: {description: Revision the database was at, from the manifest., type: str}
+backup_note:
+  description: Why O(backup_dir) could not be read.
+  returned: when O(backup_dir) cannot be listed
+  type: str
+review:
+  description: The review of the pending revisions, or null when nothing is pending.
+  returned: when O(review) is true
+  type: dict
+  contains:
+    errors: {description: Unacknowledged findings at level error., type: int}
+    warnings: {description: Unacknowledged findings at level warning., type: int}
+    acknowledged: {description: Findings the revisions acknowledge., type: int}
+    blocked: {description: Whether O(review_block) is set and there are errors., type: bool}
+    report: {description: One line per finding, as M(alembic_lint) prints them., type: list, elements: str}
+    blocking: {description: The lines of the unacknowledged errors., type: list, elements: str}
+    revisions: {description: The reviewed revisions, in order., type: list, elements: str}
+    duration: {description: Seconds the review took., type: float}
 revisions:
   description: Number of revisions in the project.
   returned: always
@@ -173,6 +299,12 @@ def main() -> None:
             ledger_limit=dict(type="int", default=5),
             long_transaction_seconds=dict(type="float", default=60),
             wait_for_quiet=dict(type="float", default=0),
+            drift=dict(type="bool", default=False),
+            drift_allow=dict(type="list", elements="str", default=[]),
+            backup_dir=dict(type="path"),
+            review=dict(type="bool", default=False),
+            review_rules=dict(type="dict", default={}),
+            review_block=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

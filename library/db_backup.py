@@ -47,6 +47,16 @@ options:
   pg_bin_dir:
     description: Directory holding C(pg_dump) and C(pg_restore). By default the one matching the server's major version.
     type: path
+  count_tables:
+    description:
+      - How many of the largest tables get their exact row count recorded in the manifest (C(tables)), for
+        M(db_restore_check) to compare with a restored copy. V(0) counts none.
+      - PostgreSQL - the largest by C(pg_total_relation_size). The counts are taken in the very snapshot the dump
+        is taken in (a C(REPEATABLE READ) transaction exports it and C(pg_dump --snapshot) imports it), while
+        C(pg_dump) runs. Counting is a full scan of each of those tables, beside C(pg_dump)'s own.
+      - SQLite - every table of the copy is counted and the O(count_tables) with the most rows are kept.
+    type: int
+    default: 10
   keep_last:
     description:
       - Retention, applied after a successful backup to this database's directory - keep the newest O(keep_last)
@@ -96,11 +106,19 @@ manifest_path:
   returned: always
   type: str
 manifest:
-  description: The manifest - name, environment, host, dialect, database, server (password-free), revision,
-    created_at (UTC), duration, file, size, sha256, dump_format, compress_level, server_version, pg_dump_version,
-    toc_entries.
+  description:
+    - The manifest - name, environment, host, dialect, database, server (password-free), revision,
+      created_at (UTC), duration, file, size, sha256, dump_format, compress_level, server_version, pg_dump_version,
+      toc_entries, and tables.
+    - C(tables) - the exact row counts of the O(count_tables) largest tables, largest first, each
+      C({schema, table, rows, bytes}) (PostgreSQL; C(bytes) is the total size when counted) or C({table, rows})
+      (SQLite). Absent with O(count_tables=0), and in manifests written before it existed.
   returned: when a backup was written
   type: dict
+  sample:
+    tables:
+      - {schema: public, table: daily_ohlcv, rows: 20000, bytes: 2818048}
+      - {schema: public, table: companies, rows: 2, bytes: 49152}
 retention:
   description: What retention deleted (C(deleted)) and kept (C(kept)), or in check mode would delete (C(would_delete)).
   returned: when O(keep_last) is set
@@ -128,6 +146,7 @@ def main() -> None:
             revision=dict(type="str", default=""),
             compress_level=dict(type="int", default=1),
             pg_bin_dir=dict(type="path"),
+            count_tables=dict(type="int", default=10),
             keep_last=dict(type="int"),
             keep_days=dict(type="float", default=0),
             protect=dict(type="list", elements="path", default=[]),

@@ -3,7 +3,10 @@
 # password only in a private PGPASSFILE), SQLite with the online backup API.
 # Each is written to a temp file beside its destination, checked (pg_restore
 # --list / PRAGMA integrity_check), hashed, then moved into place as 0600 in
-# 0700 directories with a JSON manifest next to it.
+# 0700 directories with a JSON manifest next to it. The manifest also holds the
+# exact row counts of the largest tables, taken in the dump's own snapshot
+# (PostgreSQL: an exported snapshot pg_dump imports; SQLite: the copy itself),
+# which a restore drill compares with the restored copy.
 from __future__ import annotations
 
 import glob
@@ -29,7 +32,8 @@ from ansible.module_utils.fleet_common import (
 from ansible.module_utils.fleet_retention import NEWEST, apply_retention, plan_retention
 
 MANIFEST_SUFFIX = ".manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 1  # 'tables' (row counts) was added later and is optional: older manifests lack it
+DEFAULT_COUNT_TABLES = 10
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
 
 
@@ -120,8 +124,8 @@ def pg_environment(target: DbTarget, passfile: str | None, app_name: str = "alem
     return env
 
 
-def server_facts(target: DbTarget, app_name: str = "alembic-fleet-backup") -> tuple[str, int]:
-    """Server version (text, major), and a readable failure when unreachable."""
+def pg_connect(target: DbTarget, app_name: str = "alembic-fleet-backup") -> Any:
+    """A psycopg2 connection (password in memory only), and a readable failure when unreachable."""
     import psycopg2  # only the backup of PostgreSQL needs it
 
     kwargs: dict[str, Any] = {
@@ -136,11 +140,16 @@ def server_facts(target: DbTarget, app_name: str = "alembic-fleet-backup") -> tu
     if target.password:
         kwargs["password"] = target.password
     try:
-        conn = psycopg2.connect(**kwargs)
+        return psycopg2.connect(**kwargs)
     except psycopg2.Error as exc:
         from ansible.module_utils.fleet_db import explain_connect_error
 
         raise explain_connect_error(target, exc) from None
+
+
+def server_facts(target: DbTarget, app_name: str = "alembic-fleet-backup") -> tuple[str, int]:
+    """Server version (text, major), and a readable failure when unreachable."""
+    conn = pg_connect(target, app_name)
     try:
         with conn.cursor() as cur:
             cur.execute("SHOW server_version")
@@ -152,7 +161,44 @@ def server_facts(target: DbTarget, app_name: str = "alembic-fleet-backup") -> tu
     return text, major
 
 
-def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_dir: str | None, server: tuple[str, int]) -> dict[str, Any]:
+# The largest tables whose data pg_dump writes: ordinary tables (and partitions) the user may read, not
+# temporary, not an extension's own; by total size (heap, indexes, TOAST), ties by name.
+LARGEST_TABLES_SQL = (
+    "SELECT n.nspname, c.relname, pg_total_relation_size(c.oid) "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind = 'r' AND c.relpersistence <> 't' "
+    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND has_table_privilege(c.oid, 'SELECT') "
+    "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') "
+    "ORDER BY 3 DESC, 1, 2 LIMIT %s"
+)
+
+
+def _count_pg_tables(target: DbTarget, snapshot: str, limit: int) -> list[dict[str, Any]]:
+    """Exact row counts of the `limit` largest tables, in the exported snapshot the dump also reads."""
+    from psycopg2 import sql
+
+    conn = pg_connect(target)
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        tables: list[dict[str, Any]] = []
+        with conn.cursor() as cur:
+            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+            cur.execute(LARGEST_TABLES_SQL, (limit,))
+            for schema, table, size in cur.fetchall():
+                cur.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
+                tables.append({"schema": schema, "table": table, "rows": int(cur.fetchone()[0]), "bytes": int(size)})
+        conn.rollback()  # read only; ends the transaction and its table locks now, not when pg_dump is done
+    finally:
+        conn.close()
+    return tables
+
+
+def _dump_postgresql(
+    target: DbTarget, temp_path: str, compress_level: int, bin_dir: str | None, server: tuple[str, int], count_tables: int
+) -> dict[str, Any]:
+    import psycopg2  # only the backup of PostgreSQL needs it
+
     server_version, server_major = server
     pg_dump = find_pg_binary("pg_dump", server_major, bin_dir)
     pg_restore = find_pg_binary("pg_restore", server_major, os.path.dirname(pg_dump))
@@ -174,12 +220,43 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
     ]
     if target.user:
         argv.append("--username=%s" % target.user)
-    with private_passfile(target.password) as passfile:
-        done = subprocess.run(argv, env=pg_environment(target, passfile), capture_output=True, text=True, check=False)
-    if done.returncode != 0:
+    tables: list[dict[str, Any]] | None = None
+    # Row counts and dump from one snapshot: a REPEATABLE READ transaction exports it and stays open (touching
+    # no table) until pg_dump is done; pg_dump (--snapshot) and a second transaction that counts import it. The
+    # exporter holds no table locks while it waits for pg_dump, so no lock wait can hide behind that wait.
+    exporter = pg_connect(target) if count_tables > 0 else None
+    try:
+        snapshot = None
+        if exporter is not None:
+            exporter.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            with exporter.cursor() as cur:
+                cur.execute("SELECT pg_export_snapshot()")
+                snapshot = str(cur.fetchone()[0])
+            argv.append("--snapshot=%s" % snapshot)
+        with private_passfile(target.password) as passfile:
+            dump = subprocess.Popen(
+                argv, env=pg_environment(target, passfile), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
+            try:
+                if snapshot is not None:
+                    tables = _count_pg_tables(target, snapshot, count_tables)  # a full scan of each, beside pg_dump's own
+            except BaseException:
+                dump.kill()
+                dump.communicate()
+                raise
+            _, stderr = dump.communicate()
+    except psycopg2.Error as exc:
+        raise FleetError(
+            "counting the rows of the largest tables of %s for the manifest failed (%s); no backup was written. Set count_tables to 0 to back up without counts."
+            % (target.label, scrub(" ".join(str(exc).split())[:300], target.password))
+        ) from None
+    finally:
+        if exporter is not None:
+            exporter.close()
+    if dump.returncode != 0:
         raise FleetError(
             "pg_dump of %s failed (exit %d): %s; no backup was written."
-            % (target.label, done.returncode, scrub(" ".join(done.stderr.split())[:400], target.password))
+            % (target.label, dump.returncode, scrub(" ".join(stderr.split())[:400], target.password))
         )
     listing = subprocess.run([pg_restore, "--list", temp_path], capture_output=True, text=True, check=False)
     if listing.returncode != 0 or "dbname: %s" % target.dbname not in listing.stdout:
@@ -188,7 +265,7 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
             % (target.label, " ".join(listing.stderr.split())[:300] or "unexpected table of contents")
         )
     entries = [line for line in listing.stdout.splitlines() if line and not line.startswith(";")]
-    return {
+    facts: dict[str, Any] = {
         "dump_format": "custom",
         "compress_level": compress_level,
         "server_version": server_version,
@@ -196,6 +273,9 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
         "pg_dump_version": dump_major,
         "toc_entries": len(entries),
     }
+    if tables is not None:
+        facts["tables"] = tables
+    return facts
 
 
 # -- SQLite -----------------------------------------------------------------------
@@ -212,7 +292,19 @@ def sqlite_copy(source_uri: str, destination_path: str, timeout: float = 5.0) ->
         source.close()
 
 
-def _copy_sqlite(target: DbTarget, temp_path: str) -> dict[str, Any]:
+def _count_sqlite_tables(path: str, limit: int) -> list[dict[str, Any]]:
+    """Exact row counts of the `limit` tables with the most rows (every table is counted to rank them)."""
+    conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    try:
+        names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")]
+        counts = [(int(conn.execute('SELECT count(*) FROM "%s"' % name.replace('"', '""')).fetchone()[0]), name) for name in names]
+    finally:
+        conn.close()
+    counts.sort(key=lambda item: (-item[0], item[1]))
+    return [{"table": name, "rows": rows} for rows, name in counts[:limit]]
+
+
+def _copy_sqlite(target: DbTarget, temp_path: str, count_tables: int) -> dict[str, Any]:
     try:
         sqlite_copy("file:%s?mode=ro" % target.dbname, temp_path, target.connect_timeout)
     except sqlite3.Error as exc:
@@ -225,7 +317,11 @@ def _copy_sqlite(target: DbTarget, temp_path: str) -> dict[str, Any]:
         check.close()
     if verdict != "ok":
         raise FleetError("the SQLite copy of %s fails PRAGMA integrity_check (%s); no backup was kept." % (target.dbname, verdict))
-    return {"dump_format": "sqlite", "server_version": "SQLite %s" % version}
+    facts: dict[str, Any] = {"dump_format": "sqlite", "server_version": "SQLite %s" % version}
+    if count_tables > 0:
+        # Counted in the copy itself: exactly what the backup holds.
+        facts["tables"] = _count_sqlite_tables(temp_path, count_tables)
+    return facts
 
 
 # -- the operation ----------------------------------------------------------------
@@ -242,6 +338,11 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
         level = 1
     if not 0 <= level <= 9:
         raise FleetError("compress_level %d is out of range: use 0 (none) to 9 (smallest, slowest); 1 is fast and near the default's size." % level)
+    count_tables = params.get("count_tables")
+    if count_tables is None:
+        count_tables = DEFAULT_COUNT_TABLES
+    if count_tables < 0:
+        raise FleetError("count_tables %d is not allowed: give how many of the largest tables to count (0 counts none)." % count_tables)
     directory = backup_directory(params["backup_root"], params["environment"], params["host"], params["name"])
     now = datetime.now(timezone.utc)
     filename = backup_filename(now, params.get("revision"), target.dialect)
@@ -270,9 +371,9 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     os.chmod(temp_path, 0o600)
     try:
         if target.dialect == "postgresql":
-            facts = _dump_postgresql(target, temp_path, level, params.get("pg_bin_dir"), server)
+            facts = _dump_postgresql(target, temp_path, level, params.get("pg_bin_dir"), server, count_tables)
         else:
-            facts = _copy_sqlite(target, temp_path)
+            facts = _copy_sqlite(target, temp_path, count_tables)
         os.chmod(temp_path, 0o600)
         checksum = sha256_file(temp_path)
         size = os.path.getsize(temp_path)

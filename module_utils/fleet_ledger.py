@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - reported by the module
 DEFAULT_TABLE = "alembic_fleet_ledger"
 RUNNING, SUCCEEDED, FAILED, ROLLED_BACK, INTERRUPTED = "running", "succeeded", "failed", "rolled_back", "interrupted"
 OUTCOMES = (RUNNING, SUCCEEDED, FAILED, ROLLED_BACK, INTERRUPTED)
-ACTIONS = ("migrate", "rollback", "upgrade", "downgrade", "stamp", "restore", "unlock")
+ACTIONS = ("migrate", "rollback", "upgrade", "downgrade", "stamp", "restore", "unlock", "drill")
 
 # Options every changing module takes to describe the run it belongs to.
 LEDGER_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {

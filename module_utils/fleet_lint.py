@@ -356,6 +356,20 @@ def _offline_start(run: AlembicRun, from_revision: str | None) -> list[str]:
     return found
 
 
+def review_steps(
+    run: AlembicRun, steps: Sequence[Step], policy: Policy, pg_version: str | None, binary: str | None = None
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]], list[str]]:
+    """Review each planned step on the open run: (revisions, (revision, finding) pairs, lines of blocking errors)."""
+    binary = binary or squawk_binary()
+    with tempfile.TemporaryDirectory(prefix="alembic-fleet-lint-") as workdir:
+        revisions = [_lint_step(run, binary, workdir, step, pg_version) for step in steps]
+    for entry in revisions:
+        apply_policy(entry, policy)
+    findings = [(entry, f) for entry in revisions for f in entry["findings"]]
+    blocking = [finding_line(entry, f) for entry, f in findings if f["severity"] == ERROR and not f["acknowledged"]]
+    return revisions, findings, blocking
+
+
 def lint(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
     started = time.monotonic()
     policy = Policy.from_params(params)
@@ -383,12 +397,7 @@ def lint(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict
         spec = run.parse(spec_text, "upgrade")
         result["target"] = spec.given
         steps = run.plan("upgrade", spec, current)
-        with tempfile.TemporaryDirectory(prefix="alembic-fleet-lint-") as workdir:
-            revisions = [_lint_step(run, binary, workdir, step, pg_version) for step in steps]
-    for entry in revisions:
-        apply_policy(entry, policy)
-    findings = [(entry, f) for entry in revisions for f in entry["findings"]]
-    blocking = [finding_line(entry, f) for entry, f in findings if f["severity"] == ERROR and not f["acknowledged"]]
+        revisions, findings, blocking = review_steps(run, steps, policy, pg_version, binary)
     result.update(
         revisions=revisions,
         pending_count=len(steps),

@@ -33,6 +33,15 @@ from ansible.module_utils.fleet_common import (
     parse_target,
 )
 from ansible.module_utils.fleet_db import DatabaseMissing
+from ansible.module_utils.fleet_drift import (
+    check_allowlist,
+    ledger_highlights,
+    mark_dead_drill,
+    newest_backup,
+    review_pending,
+    review_policy,
+    schema_drift,
+)
 from ansible.module_utils.fleet_ledger import (
     DEFAULT_TABLE,
     FAILED,
@@ -146,6 +155,13 @@ def status(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     started = time.monotonic()
     run = _open(params)
     result["database"] = run.target.label
+    allowlist = check_allowlist(params.get("drift_allow"))
+    policy = review_policy(params) if params.get("review") else None
+    if params.get("backup_dir"):
+        try:
+            result["backup"] = newest_backup(params["backup_dir"])
+        except FleetError as exc:
+            result.update(backup=None, backup_note=str(exc))
     with run.session():
         heads = run.script_heads()
         result.update(heads=heads, multiple_heads=len(heads) > 1, revisions=len(run.revision_ids()))
@@ -170,16 +186,18 @@ def status(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
             at_target=not steps,
         )
         ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
-        result.update(last_runs=[], last_change=None, blockers=[], lock_holder=None)
+        result.update(last_runs=[], last_change=None, last_success=None, last_drill=None, blockers=[], lock_holder=None)
         if probe.exists:
             with run.transaction() as conn:
                 result["last_runs"] = ledger.read(conn, params.get("ledger_limit") or 5)
                 result["last_change"] = ledger.last_change(conn)
+                result["last_success"], result["last_drill"] = ledger_highlights(conn, ledger, result["last_runs"])
             result["lock_holder"] = _lock_holder(run)
             if result["lock_holder"] is None:
                 for entry in result["last_runs"]:  # no live holder: a 'running' row is a dead run
                     if entry["outcome"] == RUNNING:
                         entry["outcome"] = INTERRUPTED
+                mark_dead_drill(result["last_drill"])
             if run.target.dialect == "postgresql":
                 result["blockers_visible"] = _sees_all_sessions(run)
                 if not result["blockers_visible"]:
@@ -188,6 +206,13 @@ def status(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
                         " and pg_dumps of other users are found"
                     )
                 result["blockers"] = _wait_for_quiet(run, params, bool(steps))
+        # Opt-in parts of a scheduled status run: nothing of this runs unless asked.
+        if params.get("drift"):
+            result["drift"], result["model_drift"] = schema_drift(
+                run, probe, heads, ledger, allowlist, params.get("maintenance_db") or "postgres"
+            )
+        if policy is not None:
+            result["review"] = review_pending(run, steps, policy, probe.server_version)
     result["duration"] = elapsed(started)
 
 

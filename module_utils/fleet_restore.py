@@ -336,7 +336,7 @@ def _quote(conn: Any, name: str) -> str:
     return conn.dialect.identifier_preparer.quote_identifier(name)
 
 
-def _create_scratch(conn: Any, target: DbTarget, scratch: str) -> None:
+def create_scratch(conn: Any, target: DbTarget, scratch: str) -> None:
     """An empty database from template0 with the original's encoding and locale."""
     row = conn.execute(
         sa.text("SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = :name"),
@@ -352,10 +352,10 @@ def _literal(value: Any) -> str:
     return "'%s'" % str(value).replace("'", "''")
 
 
-def _run_pg_restore(step: Plan, scratch: str) -> None:
-    target = step.target
+def run_pg_restore(target: DbTarget, pg_restore: str, path: str, dbname: str) -> None:
+    """pg_restore a custom-format backup into the (new, empty) database dbname of the target's server."""
     argv = [
-        str(step.pg_restore),
+        pg_restore,
         "--no-owner",
         "--no-privileges",
         "--exit-on-error",
@@ -363,11 +363,11 @@ def _run_pg_restore(step: Plan, scratch: str) -> None:
         "--no-password",
         "--host=%s" % (target.host or "localhost"),
         "--port=%d" % (target.port or 5432),
-        "--dbname=%s" % scratch,
+        "--dbname=%s" % dbname,
     ]
     if target.user:
         argv.append("--username=%s" % target.user)
-    argv.append(step.path)
+    argv.append(path)
     with private_passfile(target.password) as passfile:
         env = pg_environment(target, passfile, APPLICATION_NAME)
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
@@ -376,7 +376,7 @@ def _run_pg_restore(step: Plan, scratch: str) -> None:
         raise FleetError("pg_restore of the backup into a scratch database failed (exit %d): %s" % (done.returncode, detail))
 
 
-def _drop_database(conn: Any, name: str) -> None:
+def drop_database(conn: Any, name: str) -> None:
     conn.exec_driver_sql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % _quote(conn, name))
 
 
@@ -456,7 +456,7 @@ def _settle_replaced(admin: Any, step: Plan, replaced: str, entry_id: str, keep:
     target = step.target
     try:
         if not keep:
-            _drop_database(admin, replaced)
+            drop_database(admin, replaced)
             return
         admin.exec_driver_sql("ALTER DATABASE %s ALLOW_CONNECTIONS true" % _quote(admin, replaced))
         result["replaced_database"] = replaced
@@ -492,13 +492,13 @@ def _restore_postgresql(params: dict[str, Any], step: Plan, result: dict[str, An
         created = False
         try:
             try:
-                _create_scratch(admin, target, scratch)
+                create_scratch(admin, target, scratch)
                 created = True
             except sa.exc.DBAPIError as exc:
                 raise FleetError(
                     "creating the scratch database %s failed (%s): the user needs CREATEDB" % (scratch, _db_detail(exc, target))
                 ) from None
-            _run_pg_restore(step, scratch)
+            run_pg_restore(target, str(step.pg_restore), step.path, scratch)
             result["ledger_rows_copied"] = _finish_in_copy(target, create_engine(target, dbname=scratch), step, entry_id)
             try:
                 _swap(admin, step, scratch, replaced)
@@ -507,7 +507,7 @@ def _restore_postgresql(params: dict[str, Any], step: Plan, result: dict[str, An
         except BaseException as exc:
             if created:
                 try:
-                    _drop_database(admin, scratch)
+                    drop_database(admin, scratch)
                 except Exception:  # noqa: BLE001 - the restore's own failure is what matters
                     warn("the scratch database %s could not be dropped: drop it by hand." % scratch)
             raise _failed(step, entry_id, exc) from None
@@ -545,7 +545,7 @@ def _remove_sqlite_files(path: str | None) -> None:
             pass
 
 
-def _copy_backup_into(backup_path: str, temp_path: str) -> None:
+def copy_backup_into(backup_path: str, temp_path: str) -> None:
     try:
         sqlite_copy(_frozen_uri(backup_path), temp_path)
     except sqlite3.Error as exc:
@@ -580,7 +580,7 @@ def _restore_sqlite(params: dict[str, Any], step: Plan, result: dict[str, Any]) 
             raise FleetError("cannot create the temporary copy beside %s (%s): the directory must be writable by the restoring user" % (live, exc.strerror)) from None
         os.close(fd)
         os.chmod(temp_path, 0o600)
-        _copy_backup_into(step.path, temp_path)
+        copy_backup_into(step.path, temp_path)
         copy = dataclasses.replace(target, dbname=temp_path, url="sqlite:///%s" % temp_path)
         result["ledger_rows_copied"] = _finish_in_copy(target, create_engine(copy), step, entry_id)
         # The backup API writes the whole copy in one transaction: a failure leaves the live file as it was.

@@ -79,7 +79,7 @@ options:
       action:
         description: What the change is part of. Defaults to the module's own action.
         type: str
-        choices: [migrate, rollback, upgrade, downgrade, stamp, restore]
+        choices: [migrate, rollback, upgrade, downgrade, stamp, restore, unlock, drill]
       environment:
         description: Environment name (local, dev, prod).
         type: str

@@ -127,6 +127,10 @@ def base_args(world: World, kind: str) -> dict[str, Any]:
         return {"path": str(world.dump), "name": "equities", **conn}
     if kind == "conn":
         return conn
+    if kind == "drill":
+        return {"config": EQUITIES_INI, "path": str(world.dump), **conn}
+    if kind == "report":
+        return {"databases": [{"environment": "test", "host": "db1", "name": "equities"}], "report_dir": str(world.root / "reports")}
     raise AssertionError(kind)
 
 
@@ -152,6 +156,8 @@ BASE = {
     "db_backup": "backup",
     "db_restore": "restore",
     "db_unlock": "conn",
+    "db_restore_check": "drill",
+    "fleet_report": "report",
 }
 REQUIRED = {"alembic_downgrade": {"target": "-1"}, "alembic_stamp": {"target": "head"}}
 
@@ -174,7 +180,14 @@ CASES = [
     case("type", "db_backup", {"compress_level": "high"}, "argument 'compress_level' is of type str", "unable to convert to int"),
     case("type", "db_restore", {"keep_replaced": "sometimes"}, "argument 'keep_replaced'", "unable to convert to bool"),
     case("type", "db_unlock", {"connect_timeout": "soon"}, "argument 'connect_timeout' is of type str", "unable to convert to int"),
+    case("type", "fleet_report", {"databases": [1]}, "Elements value for option 'databases' is of type int"),
+    case("type", "db_restore_check", {"count": 1}, "Unsupported parameters for (db_restore_check) module: count"),
     # -- a value out of range ----------------------------------------------------------------------------------
+    case("range", "fleet_report", {"max_backup_age_hours": -1}, "max_backup_age_hours is -1.0: give a number of 0 or more"),
+    case("empty", "fleet_report", {"databases": []}, "databases is empty"),
+    case("choice", "db_restore_check", {"backup_dir": "/tmp"}, "parameters are mutually exclusive: backup_dir|path"),
+    case("missing", "db_restore_check", {"path": "/nonexistent/x.dump"}, "backup file /nonexistent/x.dump does not exist"),
+    case("choice", "db_restore_check", {"record": {"action": "explode"}}, "value of action must be one of", "got: explode found in record"),
     case(
         "range",
         "db_backup",

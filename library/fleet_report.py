@@ -1,0 +1,211 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: fleet_report
+short_description: Write the fleet's status report (JSON, HTML, Markdown, Prometheus textfile) and fail when a database needs attention
+description:
+  - Runs on the control node once every database's status has been collected (M(alembic_status) results, each with
+    the database's environment, host and name). Judges every database, writes the reports under O(report_dir), then
+    fails when anything needs attention, with a stable, sorted list of reasons.
+  - Files, each written atomically (a hidden temp file in the same directory, then a rename) with mode 0644 and only
+    when its content changed - C(<basename>.json) (sorted keys; every database with its colour, cells, reasons and
+    metrics, the summary and the reasons), C(<basename>.html) (one self-contained page, no server or network needed -
+    one table per environment with id and class C(env-<environment>), a row per database, cells coloured green, amber
+    or red), C(<basename>.md) (the same as a Markdown summary) and, with O(metrics_path), a Prometheus textfile for
+    node_exporter's textfile collector.
+  - The report carries its generation time, so the files change, and the module returns C(changed=true), on every
+    run unless O(now) is fixed.
+  - "B(Reasons) (red cells: the database is red and the run fails), each prefixed with
+    C(<environment>/<host>/<name>:), the list sorted:"
+  - "'status failed: <msg>' - the status call failed or the host was unreachable."
+  - "'N revision(s) behind head' - revisions are pending."
+  - "'schema drift: <difference>' - one per schema difference that is not in the drift's C(allowed) list."
+  - "'models differ from the database: <difference>' - one per model difference that is not allowed."
+  - "'newest backup is 30.0 h old (limit 26 h)' - the newest backup is older than O(max_backup_age_hours)."
+  - "'no backup' - the database has no backup while O(require_backup)."
+  - "'last restore drill failed (<time>; <msg>)' - always, whatever O(max_drill_age_days)."
+  - "'no successful restore drill in 7 days' - with O(max_drill_age_days) above 0 and no successful drill that recent."
+  - "'review blocks: N error(s)' - the review of the pending revisions blocks them."
+  - "B(Amber) (worth a look, does not fail) - a field the status does not carry or cannot be read (C(unknown)),
+    schema or model drift not checked, review errors or warnings that do not block, the run lock held right now,
+    several heads, no successful run recorded, a backup or drill of unknown age where it is judged. These are listed
+    as notes. Everything else is green. A database is red with any reason, else amber with any amber cell, else green."
+  - "Metrics (gauges labelled C(environment), C(host), C(database)) - C(alembic_fleet_status_ok),
+    C(alembic_fleet_needs_attention), C(alembic_fleet_pending_migrations), C(alembic_fleet_schema_drift) (1 when schema
+    or model drift has a difference that is not allowed, 0 when at least one was checked and none has; absent when
+    neither was checked), C(alembic_fleet_seconds_since_last_success), C(alembic_fleet_backup_age_seconds),
+    C(alembic_fleet_backup_size_bytes), C(alembic_fleet_drill_success) (absent when no drill is recorded),
+    C(alembic_fleet_drill_duration_seconds); plus C(alembic_fleet_report_timestamp_seconds) without labels, for a
+    staleness alert. A sample whose value is unknown is left out; the file never contains NaN."
+version_added: "0.1.0"
+options:
+  databases:
+    description:
+      - One dict per database - C(environment), C(host), C(name) and the fields of the database's M(alembic_status)
+        result (C(database), C(exists), C(current), C(heads), C(pending_count), C(last_runs), C(last_success),
+        C(last_drill), C(lock_holder), C(backup), C(drift), C(model_drift), C(review)), or C(failed=true) and C(msg)
+        when its status call failed. A result registered with C(failed_when=false) (a C(msg) but neither C(exists)
+        nor C(current)) counts as failed too, and so does C(unreachable=true).
+      - A database may carry its own C(max_backup_age_hours), C(require_backup) and C(max_drill_age_days); they
+        override the module's options for that database (for example prod requires backups, dev does not).
+      - Missing fields are shown as unknown (amber), never an error. An empty list is refused.
+    type: list
+    elements: dict
+    required: true
+  report_dir:
+    description: Directory for the report files; created with mode 0755 when missing.
+    type: path
+    required: true
+  basename:
+    description: File name stem of the reports - C(<basename>.json), C(<basename>.html), C(<basename>.md).
+    type: str
+    default: status
+  max_backup_age_hours:
+    description: A newest backup older than this is a reason. V(0) does not judge the backups' age.
+    type: float
+    default: 26
+  require_backup:
+    description: Whether a database without any backup is a reason.
+    type: bool
+    default: true
+  max_drill_age_days:
+    description:
+      - When above 0, a database without a successful restore drill in this many days is a reason.
+      - V(0) requires no drills. A failed last drill is a reason either way.
+    type: float
+    default: 0
+  metrics_path:
+    description:
+      - Write the metrics to this file in the Prometheus text format, for node_exporter's textfile collector (for
+        example C(/var/lib/node_exporter/textfile_collector/alembic_fleet.prom)). Its directory must exist.
+      - Left out, no metrics are written.
+    type: path
+  fail_on_attention:
+    description: Fail (after writing the reports) when any database needs attention.
+    type: bool
+    default: true
+  now:
+    description: The report's time as ISO 8601 (for example V(2026-03-01T02:00:00Z)), for tests; the current time when left out.
+    type: str
+attributes:
+  check_mode:
+    support: full
+    description: Judges and reports which files would change and whether it would fail; writes nothing and creates no directory.
+  diff_mode:
+    support: none
+author: alembic-fleet
+"""
+
+EXAMPLES = r"""
+# On every host: each database's status, labelled with its environment, host and name.
+- name: Collect every database's status
+  alembic_status:
+    config: "{{ item.alembic_ini }}"
+    url: "{{ item.url }}"
+    password: "{{ item.password }}"
+  loop: "{{ fleet_databases }}"
+  loop_control: {label: "{{ item.name }}"}
+  register: fleet_status
+  ignore_errors: true  # an unreachable database is a red line in the report, not a stop
+
+- name: Label each status (without the loop item, which holds the password)
+  ansible.builtin.set_fact:
+    fleet_report_rows: "{{ fleet_report_rows | default([]) + [status | ansible.builtin.combine(labels)] }}"
+  vars:
+    status: "{{ item | ansible.builtin.dict2items | rejectattr('key', 'eq', 'item') | ansible.builtin.items2dict }}"
+    labels: {environment: "{{ fleet_environment }}", host: "{{ inventory_hostname }}", name: "{{ item.item.name }}"}
+  loop: "{{ fleet_status.results }}"
+  loop_control: {label: "{{ item.item.name }}"}
+
+# Once, on the control node.
+- name: Write the nightly status report
+  fleet_report:
+    databases: "{{ ansible_play_hosts_all | map('extract', hostvars) | map(attribute='fleet_report_rows', default=[]) | flatten }}"
+    report_dir: /srv/reports/alembic-fleet
+    metrics_path: /var/lib/node_exporter/textfile_collector/alembic_fleet.prom
+    max_drill_age_days: 7
+  delegate_to: localhost
+  run_once: true
+
+- name: A report from a prepared list, without failing
+  fleet_report:
+    databases:
+      - environment: prod
+        host: db1
+        name: equities
+        current: [e5f7293c4a65]
+        heads: [e5f7293c4a65]
+        pending_count: 0
+        backup: {created_at: "2026-03-01T01:00:00Z", size: 1048576}
+    report_dir: /srv/reports/alembic-fleet
+    fail_on_attention: false
+"""
+
+RETURN = r"""
+paths:
+  description: The report files, by kind (C(json), C(html), C(markdown) and, with O(metrics_path), C(metrics)).
+  returned: when the report was judged
+  type: dict
+  sample: {json: /srv/reports/alembic-fleet/status.json, html: /srv/reports/alembic-fleet/status.html}
+changed_paths:
+  description: The files whose content changed (in check mode - would change), in the order of RV(paths).
+  returned: when the report was judged
+  type: list
+  elements: str
+generated_at:
+  description: The report's time (UTC, ISO 8601).
+  returned: when the report was judged
+  type: str
+state:
+  description: The worst database colour - C(green), C(amber) or C(red).
+  returned: when the report was judged
+  type: str
+attention:
+  description: Whether any database needs attention (RV(reasons) is not empty).
+  returned: when the report was judged
+  type: bool
+summary:
+  description: Number of databases, and of red, amber and green ones.
+  returned: when the report was judged
+  type: dict
+  sample: {databases: 4, red: 1, amber: 1, green: 2}
+reasons:
+  description: "Why databases need attention, each C(<environment>/<host>/<name>: <reason>), sorted."
+  returned: when the report was judged
+  type: list
+  elements: str
+  sample: ["prod/db1/equities: 2 revision(s) behind head", "prod/db2/algorithms: no backup"]
+notes:
+  description: Amber findings, worth a look but no reason to fail, in the same form, sorted.
+  returned: when the report was judged
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.fleet_module import run_module
+from ansible.module_utils.fleet_render import report
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            databases=dict(type="list", elements="dict", required=True),
+            report_dir=dict(type="path", required=True),
+            basename=dict(type="str", default="status"),
+            max_backup_age_hours=dict(type="float", default=26),
+            require_backup=dict(type="bool", default=True),
+            max_drill_age_days=dict(type="float", default=0),
+            metrics_path=dict(type="path"),
+            fail_on_attention=dict(type="bool", default=True),
+            now=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, report)
+
+
+if __name__ == "__main__":
+    main()
