@@ -130,6 +130,7 @@ duration:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
 from ansible.module_utils.fleet_lock import LOCK_ARGUMENT_SPEC
 from ansible.module_utils.fleet_module import run_module
@@ -144,7 +145,9 @@ from ansible.module_utils.fleet_ops import (
 def main() -> None:
     module = AnsibleModule(
         argument_spec=alembic_argument_spec(
-            LEDGER_ARGUMENT_SPEC, LOCK_ARGUMENT_SPEC, TIMEOUT_ARGUMENT_SPEC,
+            LEDGER_ARGUMENT_SPEC,
+            LOCK_ARGUMENT_SPEC,
+            TIMEOUT_ARGUMENT_SPEC,
             target=dict(type="str", required=True),
             refuse=dict(type="list", elements="str", choices=["lossy", "irreversible"], default=["irreversible"]),
             floor=dict(type="str"),

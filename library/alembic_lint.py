@@ -177,6 +177,7 @@ duration:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible.module_utils.fleet_lint import lint
 from ansible.module_utils.fleet_module import run_module
 from ansible.module_utils.fleet_ops import IMPORT_ERROR, alembic_argument_spec

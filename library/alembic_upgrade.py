@@ -133,6 +133,7 @@ duration:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
 from ansible.module_utils.fleet_lock import LOCK_ARGUMENT_SPEC
 from ansible.module_utils.fleet_module import run_module
@@ -147,7 +148,9 @@ from ansible.module_utils.fleet_ops import (
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=alembic_argument_spec(CREATE_ARGUMENT_SPEC, LEDGER_ARGUMENT_SPEC, LOCK_ARGUMENT_SPEC, TIMEOUT_ARGUMENT_SPEC, target=dict(type="str", default="head")),
+        argument_spec=alembic_argument_spec(
+            CREATE_ARGUMENT_SPEC, LEDGER_ARGUMENT_SPEC, LOCK_ARGUMENT_SPEC, TIMEOUT_ARGUMENT_SPEC, target=dict(type="str", default="head")
+        ),
         supports_check_mode=True,
     )
     run_module(module, make_migrate("upgrade"), IMPORT_ERROR)

@@ -130,6 +130,7 @@ duration:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible.module_utils.fleet_backup import backup
 from ansible.module_utils.fleet_common import CONNECTION_ARGUMENT_SPEC, argument_spec
 from ansible.module_utils.fleet_module import run_module

@@ -133,6 +133,7 @@ duration:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible.module_utils.fleet_common import CONNECTION_ARGUMENT_SPEC, argument_spec
 from ansible.module_utils.fleet_db import SQLALCHEMY_IMPORT_ERROR
 from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC

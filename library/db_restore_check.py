@@ -132,6 +132,7 @@ left_behind:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible.module_utils.fleet_drill import drill
 from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
 from ansible.module_utils.fleet_module import run_module

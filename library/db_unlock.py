@@ -47,6 +47,7 @@ ledger_entry_id:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible.module_utils.fleet_common import CONNECTION_ARGUMENT_SPEC, argument_spec
 from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
 from ansible.module_utils.fleet_lock import unlock

@@ -185,6 +185,7 @@ notes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible.module_utils.fleet_module import run_module
 from ansible.module_utils.fleet_render import report
 

@@ -15,8 +15,9 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from ansible.module_utils.fleet_common import (
     DbTarget,
@@ -33,8 +34,8 @@ from ansible.module_utils.fleet_db import (
     database_exists,
     error_detail,
 )
-from ansible.module_utils.fleet_revision import TargetSpec, parse_target, resolve_prefix
 from ansible.module_utils.fleet_review import uses_autocommit_block
+from ansible.module_utils.fleet_revision import TargetSpec, parse_target, resolve_prefix
 
 ALEMBIC_IMPORT_ERROR: str | None
 try:
@@ -64,9 +65,7 @@ def load_project(config_path: str, project_dir: str | None = None, ini_section: 
         raise FleetError("config is empty: give the path of the project's alembic.ini.")
     path = os.path.abspath(os.path.expanduser(config_path))
     if not os.path.isfile(path):
-        raise FleetError(
-            "Alembic config %s does not exist: set config (alembic_ini) to the path of the project's alembic.ini." % path
-        )
+        raise FleetError("Alembic config %s does not exist: set config (alembic_ini) to the path of the project's alembic.ini." % path)
     if not os.access(path, os.R_OK):
         raise FleetError("Alembic config %s is not readable: give the user running the module read access to it." % path)
     parser = configparser.ConfigParser(interpolation=None)
@@ -148,22 +147,18 @@ def explain_revision_error(exc: BaseException, spec: TargetSpec, current: Sequen
         )
     if "not a valid upgrade target" in lowered or ("not an ancestor" in lowered and "upgrade" in lowered):
         return FleetError(
-            "target '%s' cannot be reached by upgrading from the current revision %s (it is behind it or on another branch): choose a later revision, or use the downgrade module to go back."
-            % (spec.given, now)
+            "target '%s' cannot be reached by upgrading from the current revision %s (it is behind it or on another branch): "
+            "choose a later revision, or use the downgrade module to go back." % (spec.given, now)
         )
     if "not a valid downgrade target" in lowered or "not an ancestor" in lowered:
         return FleetError(
-            "target '%s' cannot be reached by downgrading from the current revision %s (it is ahead of it or on another branch): choose an earlier revision, or use the upgrade module."
-            % (spec.given, now)
+            "target '%s' cannot be reached by downgrading from the current revision %s (it is ahead of it or on another branch): "
+            "choose an earlier revision, or use the upgrade module." % (spec.given, now)
         )
     if isinstance(exc, AssertionError) or "relative revision" in lowered or "walked too far" in lowered or "didn't produce" in lowered:
-        return FleetError(
-            "target '%s' goes past the end of the history from the current revision %s: use a smaller step, head, or base." % (spec.given, now)
-        )
+        return FleetError("target '%s' goes past the end of the history from the current revision %s: use a smaller step, head, or base." % (spec.given, now))
     if "can't locate revision" in lowered or "no such revision" in lowered or "no such branch" in lowered:
-        return FleetError(
-            "unknown revision in target '%s' (%s): run the status module to list the project's revisions." % (spec.given, text)
-        )
+        return FleetError("unknown revision in target '%s' (%s): run the status module to list the project's revisions." % (spec.given, text))
     return FleetError("Alembic cannot plan target '%s' from %s: %s" % (spec.given, now, text))
 
 
@@ -176,11 +171,11 @@ class AlembicRun:
         self.output = io.StringIO()
         self.session_settings: dict[str, str] = {}  # PostgreSQL SETs for migration connections
         self._engine: Any = None
-        self._script: Any = None
+        self._script: ScriptDirectory | None = None
 
     # -- lifecycle -----------------------------------------------------
     @contextlib.contextmanager
-    def session(self) -> Iterator["AlembicRun"]:
+    def session(self) -> Iterator[AlembicRun]:
         cwd = os.getcwd()
         saved_path = list(sys.path)
         with private_passfile(self.target.password if self.target.dialect == "postgresql" else None) as passfile:
@@ -210,7 +205,7 @@ class AlembicRun:
         return self._engine
 
     # -- Alembic objects -----------------------------------------------
-    def config(self, connection: Any = None, buffer: io.StringIO | None = None) -> "Config":
+    def config(self, connection: Any = None, buffer: io.StringIO | None = None) -> Config:
         attributes: dict[str, Any] = {"url": self.target.url}
         if connection is not None:
             attributes["connection"] = connection
@@ -226,11 +221,11 @@ class AlembicRun:
         return cfg
 
     @property
-    def script(self) -> "ScriptDirectory":
+    def script(self) -> ScriptDirectory:
         if self._script is None:
             try:
                 self._script = ScriptDirectory.from_config(self.config())
-                self._script.revision_map.heads  # load every revision file now
+                self._script.revision_map.heads  # noqa: B018 - the property loads every revision file now
             except CommandError as exc:
                 raise FleetError(
                     "cannot load the migration scripts of %s (%s): check script_location and project_dir."
@@ -261,7 +256,7 @@ class AlembicRun:
             labels.update(rev.branch_labels or ())
         return resolve_prefix(parsed, self.revision_ids(), labels)
 
-    def _run_env(self, cfg: "Config", fn: Callable[..., Any], **kwargs: Any) -> None:
+    def _run_env(self, cfg: Config, fn: Callable[..., Any], **kwargs: Any) -> None:
         with EnvironmentContext(cfg, self.script, fn=fn, **kwargs):
             self.script.run_env()
 
@@ -286,15 +281,11 @@ class AlembicRun:
 
         def inspect_database(rev: Any, context: Any) -> list[Any]:
             found["current"] = tuple(context.get_current_heads())
-            found["versioned"] = bool(
-                sa.inspect(context.connection).has_table(context.version_table, schema=context.version_table_schema)
-            )
+            found["versioned"] = bool(sa.inspect(context.connection).has_table(context.version_table, schema=context.version_table_schema))
             metadata = context.opts.get("target_metadata")
             found["metadata_available"] = metadata is not None
             if compare and metadata is not None:
-                found["diffs"] = [
-                    describe_diff(diff) for diff in compare_metadata(context, metadata) if diff_table(diff) not in ignore_tables
-                ]
+                found["diffs"] = [describe_diff(diff) for diff in compare_metadata(context, metadata) if diff_table(diff) not in ignore_tables]
             return []
 
         conn = connect(self.engine, self.target)
@@ -328,14 +319,16 @@ class AlembicRun:
         unknown = [rev for rev in current if rev not in known]
         if unknown:
             raise FleetError(
-                "the database is at revision %s, which this project does not have: deploy the missing migration files (git checkout -- versions/) or check that url points at the right database."
-                % ", ".join(unknown)
+                "the database is at revision %s, which this project does not have: "
+                "deploy the missing migration files (git checkout -- versions/) or check that url points at the right database." % ", ".join(unknown)
             )
         try:
             if direction == "upgrade":
-                steps = self.script._upgrade_revs(spec.alembic, tuple(current))
+                # Alembic annotates current_rev as str, yet its own command.upgrade passes the tuple of current heads.
+                steps = self.script._upgrade_revs(spec.alembic, tuple(current))  # type: ignore[arg-type]
             else:
-                steps = self.script._downgrade_revs(spec.alembic, tuple(current))
+                # Likewise (command.downgrade passes the heads tuple too).
+                steps = self.script._downgrade_revs(spec.alembic, tuple(current))  # type: ignore[arg-type]
         except Exception as exc:  # CommandError, and a bare AssertionError for over-long walks
             raise explain_revision_error(exc, spec, current, heads) from None
         if direction == "upgrade" and not steps and current and spec.ref not in (None, "head", "heads"):
@@ -346,13 +339,13 @@ class AlembicRun:
         # Alembic plans nothing for an upgrade to an ancestor; an operator who
         # asked for it meant something else, so say so instead of "ok".
         try:
-            behind = self.script._downgrade_revs(spec.alembic, tuple(current))
+            behind = self.script._downgrade_revs(spec.alembic, tuple(current))  # type: ignore[arg-type]  # heads tuple, as in plan()
         except Exception:
             return
         if behind:
             raise FleetError(
-                "target '%s' cannot be reached by upgrading from the current revision %s (it is %d revision(s) behind it): use the downgrade module (or rollback.yml) to go back."
-                % (spec.given, ", ".join(current), len(behind))
+                "target '%s' cannot be reached by upgrading from the current revision %s (it is %d revision(s) behind it): "
+                "use the downgrade module (or rollback.yml) to go back." % (spec.given, ", ".join(current), len(behind))
             )
 
     def render_sql(self, direction: str, spec: TargetSpec, current: Sequence[str]) -> tuple[str | None, str | None]:
@@ -390,9 +383,7 @@ class AlembicRun:
             return None, "SQL not rendered: %s" % " ".join(str(exc).split())
         return buffer.getvalue(), None
 
-    def migrate(
-        self, direction: str, spec: TargetSpec, before_commit: Callable[[Any], None] | None = None, transactional: bool | None = None
-    ) -> None:
+    def migrate(self, direction: str, spec: TargetSpec, before_commit: Callable[[Any], None] | None = None, transactional: bool | None = None) -> None:
         """Run the migration in one transaction on the shared connection.
 
         With transactional=False (a revision uses autocommit_block, which must commit what precedes it), the
@@ -437,9 +428,7 @@ class AlembicRun:
         finally:
             conn.close()
 
-    def _run_in_alembic_transactions(
-        self, fn: Callable[..., Any], destination_rev: str, before_commit: Callable[[Any], None] | None
-    ) -> None:
+    def _run_in_alembic_transactions(self, fn: Callable[..., Any], destination_rev: str, before_commit: Callable[[Any], None] | None) -> None:
         conn = connect(self.engine, self.target)
         try:
             if conn.dialect.name == "postgresql" and self.session_settings:
@@ -490,7 +479,7 @@ def explain_migration_failure(exc: BaseException, target: DbTarget, direction: s
     tb = traceback.extract_tb(exc.__traceback__)
     for frame in reversed(tb):
         if os.sep + "versions" + os.sep in frame.filename or "/versions/" in frame.filename:
-            where = " in %s line %d" % (os.path.basename(frame.filename), frame.lineno)
+            where = " in %s line %s" % (os.path.basename(frame.filename), frame.lineno)  # lineno may be None
             break
     text = "%s failed%s: %s: %s" % (direction, where, type(getattr(exc, "orig", None) or exc).__name__, detail)
     if statement:
@@ -546,7 +535,7 @@ def describe_diff(diff: Any, reference: str = "models") -> str:
         return "%s %s on %s is in the %s but not in the %s" % (label, _name(constraint) or "(unnamed)", _table_of(constraint), side, other)
     if kind.startswith("modify_"):
         _, _schema, table, column, _existing, old, new = diff[:7]
-        what = kind[len("modify_"):]
+        what = kind[len("modify_") :]
         return "column %s.%s %s differs: database has %s, %s %s %s" % (table, column, what, old, reference, "have" if reference == "models" else "has", new)
     return "difference %r" % (diff,)
 

@@ -19,7 +19,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ansible.module_utils.fleet_common import (
@@ -39,9 +39,7 @@ _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
 
 def _plain(value: str, option: str) -> str:
     if not value or not _PLAIN_NAME.match(value) or ".." in value:
-        raise FleetError(
-            "%s '%s' cannot be used in a backup path: use letters, digits, '.', '_', '@' or '-' (no '/' or '..')." % (option, value)
-        )
+        raise FleetError("%s '%s' cannot be used in a backup path: use letters, digits, '.', '_', '@' or '-' (no '/' or '..')." % (option, value))
     return value
 
 
@@ -99,9 +97,7 @@ def find_pg_binary(name: str, server_major: int | None, bin_dir: str | None) -> 
     for candidate in candidates:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
-    raise FleetError(
-        "%s was not found: install the PostgreSQL client (postgresql-client-%s) or set pg_bin_dir." % (name, server_major or "N")
-    )
+    raise FleetError("%s was not found: install the PostgreSQL client (postgresql-client-%s) or set pg_bin_dir." % (name, server_major or "N"))
 
 
 def _version_key(path: str) -> tuple[int, ...]:
@@ -194,9 +190,7 @@ def _count_pg_tables(target: DbTarget, snapshot: str, limit: int) -> list[dict[s
     return tables
 
 
-def _dump_postgresql(
-    target: DbTarget, temp_path: str, compress_level: int, bin_dir: str | None, server: tuple[str, int], count_tables: int
-) -> dict[str, Any]:
+def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_dir: str | None, server: tuple[str, int], count_tables: int) -> dict[str, Any]:
     import psycopg2  # only the backup of PostgreSQL needs it
 
     server_version, server_major = server
@@ -247,8 +241,8 @@ def _dump_postgresql(
             _, stderr = dump.communicate()
     except psycopg2.Error as exc:
         raise FleetError(
-            "counting the rows of the largest tables of %s for the manifest failed (%s); no backup was written. Set count_tables to 0 to back up without counts."
-            % (target.label, scrub(" ".join(str(exc).split())[:300], target.password))
+            "counting the rows of the largest tables of %s for the manifest failed (%s); "
+            "no backup was written. Set count_tables to 0 to back up without counts." % (target.label, scrub(" ".join(str(exc).split())[:300], target.password))
         ) from None
     finally:
         if exporter is not None:
@@ -344,7 +338,7 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     if count_tables < 0:
         raise FleetError("count_tables %d is not allowed: give how many of the largest tables to count (0 counts none)." % count_tables)
     directory = backup_directory(params["backup_root"], params["environment"], params["host"], params["name"])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     filename = backup_filename(now, params.get("revision"), target.dialect)
     path = os.path.join(directory, filename)
     result.update(database=target.label, path=path, manifest_path=path + MANIFEST_SUFFIX)

@@ -10,8 +10,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 
@@ -36,9 +37,28 @@ PROJECT_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
 DIALECTS = ("postgresql", "sqlite")
 # libpq connection parameters a URL may carry: transport and identification only.
 SAFE_QUERY_OPTIONS = frozenset(
-    ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslcompression", "gssencmode", "target_session_attrs",
-     "application_name", "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-     "tcp_user_timeout", "channel_binding", "krbsrvname", "client_encoding", "host", "port")
+    (
+        "sslmode",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "sslcrl",
+        "sslcompression",
+        "gssencmode",
+        "target_session_attrs",
+        "application_name",
+        "connect_timeout",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "channel_binding",
+        "krbsrvname",
+        "client_encoding",
+        "host",
+        "port",
+    )
 )
 
 
@@ -86,12 +106,10 @@ def parse_target(url: str, password: str | None, connect_timeout: int = 10) -> D
     dialect, _, driver = scheme.partition("+")
     if dialect == "postgres":
         dialect = "postgresql"
-        text = "postgresql" + text[len("postgres"):]
+        text = "postgresql" + text[len("postgres") :]
         parts = urlsplit(text)
     if dialect not in DIALECTS:
-        raise FleetError(
-            "url uses the unsupported dialect '%s': alembic-fleet drives postgresql:// and sqlite:/// databases." % (dialect or "(none)")
-        )
+        raise FleetError("url uses the unsupported dialect '%s': alembic-fleet drives postgresql:// and sqlite:/// databases." % (dialect or "(none)"))
     query = parts.query.lower()
     if parts.password is not None or "password=" in query or "passfile=" in query:
         raise FleetError(
@@ -125,13 +143,14 @@ def parse_target(url: str, password: str | None, connect_timeout: int = 10) -> D
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key.lower() not in SAFE_QUERY_OPTIONS:
             raise FleetError(
-                "url sets '%s=%s' in its query, which alembic-fleet does not pass to the server (it could change how migrations and the ledger run): allowed are %s; set session options on the role or database instead (ALTER ROLE ... SET)."
+                "url sets '%s=%s' in its query, which alembic-fleet does not pass to the server (it could change how migrations and the ledger run): "
+                "allowed are %s; set session options on the role or database instead (ALTER ROLE ... SET)."
                 % (key, value, ", ".join(sorted(SAFE_QUERY_OPTIONS)))
             )
     if not driver:
         # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2.
         driver = "psycopg2"
-        text = "postgresql+psycopg2" + text[len(parts.scheme):]
+        text = "postgresql+psycopg2" + text[len(parts.scheme) :]
     return DbTarget(
         url=text,
         dialect="postgresql",

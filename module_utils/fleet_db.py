@@ -23,7 +23,7 @@ else:
 APPLICATION_NAME = "alembic-fleet"
 
 
-def sqlalchemy_url(target: DbTarget, dbname: str | None = None) -> "URL":
+def sqlalchemy_url(target: DbTarget, dbname: str | None = None) -> URL:
     """The URL with the password attached in memory only."""
     url = make_url(target.url)
     if target.dialect == "postgresql":
@@ -36,7 +36,7 @@ def sqlalchemy_url(target: DbTarget, dbname: str | None = None) -> "URL":
     return url
 
 
-def create_engine(target: DbTarget, dbname: str | None = None) -> "Engine":
+def create_engine(target: DbTarget, dbname: str | None = None) -> Engine:
     if target.dialect == "postgresql":
         connect_args = {"connect_timeout": target.connect_timeout, "application_name": APPLICATION_NAME}
         return sa.create_engine(sqlalchemy_url(target, dbname), poolclass=NullPool, connect_args=connect_args)
@@ -45,7 +45,7 @@ def create_engine(target: DbTarget, dbname: str | None = None) -> "Engine":
     return engine
 
 
-def _make_sqlite_transactional(engine: "Engine") -> None:
+def _make_sqlite_transactional(engine: Engine) -> None:
     # pysqlite commits DDL implicitly; take over BEGIN so that a migration run
     # is one transaction on SQLite too (SQLAlchemy's documented recipe).
     @sa.event.listens_for(engine, "connect")
@@ -149,9 +149,8 @@ def create_database(target: DbTarget, maintenance_db: str = "postgres") -> None:
         engine.dispose()
 
 
-def connect(engine: "Engine", target: DbTarget) -> "Connection":
+def connect(engine: Engine, target: DbTarget) -> Connection:
     try:
         return engine.connect()
     except sa.exc.DBAPIError as exc:
         raise explain_connect_error(target, exc) from None
-

@@ -14,8 +14,9 @@ import json
 import os
 import re
 import time
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from ansible.module_utils.fleet_alembic import AlembicRun, Probe, Step, elapsed
 from ansible.module_utils.fleet_common import FleetError, scrub
@@ -130,9 +131,7 @@ def _migrations_drift(run: AlembicRun, current: list[str], ledger: Ledger, patte
 
 def _model_drift(run: AlembicRun, current: list[str], heads: Sequence[str], ledger: Ledger, patterns: Sequence[str]) -> dict[str, Any]:
     if sorted(current) != sorted(heads):
-        return _report(
-            False, "not at head (the database is at %s, head is %s): the models describe head only" % (", ".join(current), ", ".join(heads))
-        )
+        return _report(False, "not at head (the database is at %s, head is %s): the models describe head only" % (", ".join(current), ", ".join(heads)))
     started = time.monotonic()
     try:
         probe = run.probe(compare=True, ignore_tables=[ledger.name])
@@ -163,12 +162,7 @@ def ledger_highlights(conn: Any, ledger: Ledger, newest: Sequence[dict[str, Any]
     drill = next((row for row in newest if _drill_row(row)), None)
     table = ledger.table
     if success is None:
-        query = (
-            sa.select(table)
-            .where(table.c.action.in_(CHANGE_ACTIONS), table.c.outcome == SUCCEEDED)
-            .order_by(table.c.id.desc())
-            .limit(1)
-        )
+        query = sa.select(table).where(table.c.action.in_(CHANGE_ACTIONS), table.c.outcome == SUCCEEDED).order_by(table.c.id.desc()).limit(1)
         found = conn.execute(query).first()
         success = row_to_dict(found._mapping) if found else None
     if drill is None:
@@ -180,10 +174,10 @@ def ledger_highlights(conn: Any, ledger: Ledger, newest: Sequence[dict[str, Any]
 def _age_seconds(stamp: Any) -> float | None:
     """Seconds since a ledger time (ISO, Z), or None."""
     try:
-        then = datetime.strptime(str(stamp), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        then = datetime.strptime(str(stamp), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         return None
-    return round((datetime.now(timezone.utc) - then).total_seconds(), 1)
+    return round((datetime.now(UTC) - then).total_seconds(), 1)
 
 
 def _success_summary(row: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -212,7 +206,7 @@ def newest_backup(directory: str, now: datetime | None = None) -> dict[str, Any]
 
     Cheap metadata only (a directory listing, a stat and the manifest): the checksum is not verified here.
     """
-    moment = now or datetime.now(timezone.utc)
+    moment = now or datetime.now(UTC)
     backups = sorted((b for b in _list_backups(os.path.expanduser(directory)) if b.created_at is not None), key=lambda b: b.order, reverse=True)
     for backup in backups:
         manifest = _read_manifest(backup.path + MANIFEST_SUFFIX)
@@ -256,7 +250,8 @@ def review_pending(run: AlembicRun, steps: Sequence[Step], policy: Any, server_v
     """alembic_lint's review of the planned steps, on the run that is already open; None when nothing is pending."""
     if not steps:
         return None
-    from ansible.module_utils.fleet_lint import ERROR, _pg_version, finding_line, review_steps
+    from ansible.module_utils.fleet_lint import _pg_version, finding_line, review_steps
+    from ansible.module_utils.fleet_rules import ERROR
 
     started = time.monotonic()
     pg_version = _pg_version(server_version) if run.target.dialect == "postgresql" else None

@@ -20,11 +20,13 @@ import sqlite3
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 from ansible.module_utils.common.warnings import warn
+
 from ansible.module_utils.fleet_alembic import AlembicProject, AlembicRun, load_project
 from ansible.module_utils.fleet_backup import (
     MANIFEST_SUFFIX,
@@ -277,18 +279,14 @@ def _check_checksum(step: Drill, result: dict[str, Any]) -> str:
         raise CheckFailed(str(step.manifest_problem))
     wanted, wanted_size = step.manifest["sha256"], step.manifest["size"]
     if actual != wanted.lower() or size != wanted_size:
-        raise CheckFailed(
-            "the file's sha256 is %s (%d bytes) but its manifest says %s (%d bytes): the backup is damaged" % (actual, size, wanted, wanted_size)
-        )
+        raise CheckFailed("the file's sha256 is %s (%d bytes) but its manifest says %s (%d bytes): the backup is damaged" % (actual, size, wanted, wanted_size))
     return "sha256 %s and size %d bytes match the manifest" % (actual, size)
 
 
 def _check_revision(run: AlembicRun, step: Drill) -> str:
     found = sorted(run.probe().current)
     if found != step.heads:
-        raise CheckFailed(
-            "the restored copy is at %s, but the manifest says %s" % (" ".join(found) or "no revision", " ".join(step.heads) or "no revision")
-        )
+        raise CheckFailed("the restored copy is at %s, but the manifest says %s" % (" ".join(found) or "no revision", " ".join(step.heads) or "no revision"))
     return "the restored copy is at %s, as the manifest says" % (" ".join(found) or "no revision (unversioned)")
 
 
@@ -363,12 +361,13 @@ def _run_checks(step: Drill, copy: ScratchCopy, checks: list[dict[str, Any]], re
     result["restore_seconds"] = copy.seconds
     if not restored:
         return
-    assert copy.target is not None
-    run = AlembicRun(step.project, copy.target)  # the project's env.py sees only the copy
+    scratch = copy.target
+    assert scratch is not None
+    run = AlembicRun(step.project, scratch)  # the project's env.py sees only the copy
     with run.session():
-        _run_check(checks, "revision", lambda: _check_revision(run, step), copy.target)
-        _run_check(checks, "schema", lambda: _check_schema(run, step), copy.target)
-    _run_check(checks, "row_counts", lambda: _check_row_counts(copy.target, step), copy.target)
+        _run_check(checks, "revision", lambda: _check_revision(run, step), scratch)
+        _run_check(checks, "schema", lambda: _check_schema(run, step), scratch)
+    _run_check(checks, "row_counts", lambda: _check_row_counts(scratch, step), scratch)
 
 
 # -- the ledger row ---------------------------------------------------------------------

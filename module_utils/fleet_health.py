@@ -8,9 +8,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from ansible.module_utils.fleet_common import FleetError
 
@@ -52,7 +53,7 @@ def worst(*colours: str) -> str:
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime(TIME_FORMAT)
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -67,14 +68,14 @@ def parse_time(value: Any) -> datetime | None:
     else:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def parse_now(value: str | None) -> datetime:
     """The report's time: the given ISO time, or the current UTC time (whole seconds)."""
     if value is None or not str(value).strip():
-        return datetime.now(timezone.utc).replace(microsecond=0)
+        return datetime.now(UTC).replace(microsecond=0)
     moment = parse_time(str(value))
     if moment is None:
         raise FleetError("now '%s' is not an ISO 8601 time: use for example 2026-03-01T02:00:00Z, or leave it out for the current time." % value)
@@ -539,9 +540,7 @@ class _Judge:
             return Cell(UNKNOWN, AMBER)
         if holder is None:
             return Cell("free", GREEN)
-        who = ", ".join(
-            "%s %s" % (key, holder[key]) for key in ("run_id", "pid", "client", "since") if holder.get(key) not in (None, "")
-        )
+        who = ", ".join("%s %s" % (key, holder[key]) for key in ("run_id", "pid", "client", "since") if holder.get(key) not in (None, ""))
         self.note("run lock held%s" % (" (%s)" % who if who else ""))
         return Cell("held" + (" (%s)" % who if who else ""), AMBER)
 

@@ -13,9 +13,10 @@ import hashlib
 import json
 import socket
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from ansible.module_utils.fleet_common import FleetError, plain_table_name
 
@@ -51,7 +52,7 @@ LEDGER_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def file_sha256(path: str) -> str:
@@ -83,7 +84,7 @@ class RunRecord:
     review: list[dict[str, Any]] | None = None
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], default_action: str) -> "RunRecord":
+    def from_params(cls, params: dict[str, Any], default_action: str) -> RunRecord:
         given = {k: v for k, v in (params.get("record") or {}).items() if v not in (None, "")}
         given.setdefault("action", default_action)
         return cls(**given)
@@ -143,8 +144,8 @@ class Ledger:
         except sa.exc.DBAPIError as exc:
             detail = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
             raise FleetError(
-                "cannot write the run ledger table %s (%s): let the migration user create and write it, or set ledger_table to a table it may use; nothing was changed."
-                % (self.name, detail)
+                "cannot write the run ledger table %s (%s): let the migration user create and write it, or set ledger_table to a table it may use; "
+                "nothing was changed." % (self.name, detail)
             ) from None
 
     def _start(self, conn: Any, record: RunRecord, from_revision: Iterable[str]) -> str:
@@ -187,7 +188,7 @@ class Ledger:
         finished = utcnow()
         started = row[0] if row else finished
         if started.tzinfo is None:  # SQLite hands back naive datetimes
-            started = started.replace(tzinfo=timezone.utc)
+            started = started.replace(tzinfo=UTC)
         conn.execute(
             self.table.update()
             .where(self.table.c.entry_id == entry_id)
@@ -202,9 +203,7 @@ class Ledger:
         )
 
     def mark_undone(self, conn: Any, entry_id: str, undone_by: str) -> None:
-        conn.execute(
-            self.table.update().where(self.table.c.entry_id == entry_id).values(outcome=ROLLED_BACK, undone_by=undone_by)
-        )
+        conn.execute(self.table.update().where(self.table.c.entry_id == entry_id).values(outcome=ROLLED_BACK, undone_by=undone_by))
 
     def read(self, conn: Any, limit: int | None = 10) -> list[dict[str, Any]]:
         """Newest first; [] when the table does not exist yet."""
@@ -219,21 +218,14 @@ class Ledger:
         """The newest row still marked 'running' (its run holds the lock, or died)."""
         if not self.exists(conn):
             return None
-        row = conn.execute(
-            sa.select(self.table).where(self.table.c.outcome == RUNNING).order_by(self.table.c.id.desc()).limit(1)
-        ).first()
+        row = conn.execute(sa.select(self.table).where(self.table.c.outcome == RUNNING).order_by(self.table.c.id.desc()).limit(1)).first()
         return row_to_dict(row._mapping) if row else None
 
     def last_change(self, conn: Any) -> dict[str, Any] | None:
         """The newest migrate/upgrade row: the run a rollback would undo."""
         if not self.exists(conn):
             return None
-        query = (
-            sa.select(self.table)
-            .where(self.table.c.action.in_(("migrate", "upgrade")))
-            .order_by(self.table.c.id.desc())
-            .limit(1)
-        )
+        query = sa.select(self.table).where(self.table.c.action.in_(("migrate", "upgrade"))).order_by(self.table.c.id.desc()).limit(1)
         row = conn.execute(query).first()
         return row_to_dict(row._mapping) if row else None
 
@@ -242,11 +234,7 @@ class Ledger:
         found: dict[str, dict[str, Any]] = {}
         if not self.exists(conn):
             return found
-        query = (
-            sa.select(self.table)
-            .where(self.table.c.outcome.in_((SUCCEEDED, ROLLED_BACK)))
-            .order_by(self.table.c.id.asc())
-        )
+        query = sa.select(self.table).where(self.table.c.outcome.in_((SUCCEEDED, ROLLED_BACK))).order_by(self.table.c.id.asc())
         for row in conn.execute(query):
             entry = row_to_dict(row._mapping)
             for rev in entry["revisions"]:
@@ -265,10 +253,7 @@ class Ledger:
         if not self.exists(source):
             return 0
         self.ensure(destination)
-        present = {
-            row._mapping["entry_id"]: {k: v for k, v in row._mapping.items() if k != "id"}
-            for row in destination.execute(sa.select(self.table))
-        }
+        present = {row._mapping["entry_id"]: {k: v for k, v in row._mapping.items() if k != "id"} for row in destination.execute(sa.select(self.table))}
         rows = [{k: v for k, v in row._mapping.items() if k != "id"} for row in source.execute(sa.select(self.table).order_by(self.table.c.id.asc()))]
         missing = [row for row in rows if row["entry_id"] not in present]
         if missing:
@@ -285,8 +270,8 @@ def row_to_dict(mapping: Any) -> dict[str, Any]:
         value = entry.get(key)
         if isinstance(value, datetime):
             if value.tzinfo is None:
-                value = value.replace(tzinfo=timezone.utc)
-            entry[key] = value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                value = value.replace(tzinfo=UTC)
+            entry[key] = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for key in ("from_revision", "to_revision"):
         entry[key] = (entry.get(key) or "").split()
     try:

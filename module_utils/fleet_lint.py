@@ -19,9 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ansible.module_utils.fleet_alembic import AlembicRun, Step, elapsed
 from ansible.module_utils.fleet_common import FleetError
@@ -60,7 +61,7 @@ class Policy:
     block: bool
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "Policy":
+    def from_params(cls, params: dict[str, Any]) -> Policy:
         overrides: dict[str, str] = {}
         for rule, level in (params.get("rules") or {}).items():
             name, wanted = str(rule).strip(), str(level).strip().lower()
@@ -110,9 +111,7 @@ def squawk_binary() -> str:
     found = shutil.which("squawk")
     if found:
         return found
-    raise FleetError(
-        "the squawk SQL linter is not installed: pip install squawk-cli==2.70.0 into the Python that runs the module (%s)." % sys.executable
-    )
+    raise FleetError("the squawk SQL linter is not installed: pip install squawk-cli==2.70.0 into the Python that runs the module (%s)." % sys.executable)
 
 
 def _statements(sql: str) -> list[str]:
@@ -319,8 +318,7 @@ def ledger_review(revisions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "revision": entry["revision"],
             "reversibility": entry["reversibility"],
             "findings": [
-                {"rule": f["rule"], "severity": f["severity"], "table": f["table"], "acknowledgement": f["acknowledgement"]}
-                for f in entry["findings"]
+                {"rule": f["rule"], "severity": f["severity"], "table": f["table"], "acknowledgement": f["acknowledgement"]} for f in entry["findings"]
             ],
         }
         for entry in revisions
@@ -332,7 +330,13 @@ def finding_line(entry: dict[str, Any], finding: dict[str, Any]) -> str:
     where = " on %s" % finding["table"] if finding["table"] else ""
     statement = ' ("%s")' % finding["statement"] if finding["statement"] else ""
     line = "%s (%s): %s %s%s%s - fix: %s" % (
-        entry["revision"], entry["file"], finding["severity"], finding["rule"], where, statement, finding["fix"].rstrip(".")
+        entry["revision"],
+        entry["file"],
+        finding["severity"],
+        finding["rule"],
+        where,
+        statement,
+        finding["fix"].rstrip("."),
     )
     if finding["acknowledged"]:
         line += " - acknowledged: %s" % finding["acknowledgement"]

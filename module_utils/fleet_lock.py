@@ -15,8 +15,9 @@ import json
 import os
 import struct
 import time
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from ansible.module_utils.fleet_common import DbTarget, FleetError
 from ansible.module_utils.fleet_db import connect, create_engine
@@ -69,7 +70,7 @@ def pg_holder(conn: Any, target: DbTarget) -> dict[str, Any] | None:
         "run_id": row[1][len(APP_PREFIX) + 1 :] if (row[1] or "").startswith(APP_PREFIX + ":") else None,
         "user": row[2],
         "client": row[3] or "local socket",
-        "since": since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if since else None,
+        "since": since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if since else None,
         "state": row[5],
     }
 
@@ -105,7 +106,9 @@ def describe_holder(holder: dict[str, Any], running: dict[str, Any] | None) -> s
     if holder.get("since"):
         parts.append("since %s" % holder["since"])
     if running:
-        parts.append("ledger: %s by %s on host %s, started %s" % (running.get("action"), running.get("operator"), running.get("host") or "?", running.get("started_at")))
+        parts.append(
+            "ledger: %s by %s on host %s, started %s" % (running.get("action"), running.get("operator"), running.get("host") or "?", running.get("started_at"))
+        )
     return ", ".join(parts)
 
 
@@ -123,7 +126,7 @@ class RunLock:
         self._file: Any = None
 
     @contextlib.contextmanager
-    def held(self, running_row: Any = None) -> Iterator["RunLock"]:
+    def held(self, running_row: Any = None) -> Iterator[RunLock]:
         started = time.monotonic()
         if self.target.dialect == "postgresql":
             self._acquire_pg(running_row)
@@ -149,7 +152,8 @@ class RunLock:
                 running = running_row(self._conn) if running_row else None
                 self.release()
                 raise FleetError(
-                    "database %s is locked by another alembic-fleet run (%s) and stayed locked for %ss: wait for it to finish, or if its holder is dead release it with playbooks/release_lock.yml."
+                    "database %s is locked by another alembic-fleet run (%s) and stayed locked for %ss: "
+                    "wait for it to finish, or if its holder is dead release it with playbooks/release_lock.yml."
                     % (self.target.label, describe_holder(holder, running), int(self.wait))
                 )
             time.sleep(POLL_SECONDS)
@@ -168,13 +172,13 @@ class RunLock:
                     holder = sqlite_holder(self.target) or {"pid": "?"}
                     self.release()
                     raise FleetError(
-                        "database %s is locked by another alembic-fleet run (%s) and stayed locked for %ss: wait for it to finish (the lock dies with its process)."
-                        % (self.target.label, describe_holder(holder, None), int(self.wait))
+                        "database %s is locked by another alembic-fleet run (%s) and stayed locked for %ss: "
+                        "wait for it to finish (the lock dies with its process)." % (self.target.label, describe_holder(holder, None), int(self.wait))
                     ) from None
                 time.sleep(POLL_SECONDS)
         with contextlib.suppress(OSError), open(sqlite_holder_path(self.target), "w") as info:
             json.dump(
-                {"pid": os.getpid(), "run_id": self.run_id, "operator": self.operator, "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
+                {"pid": os.getpid(), "run_id": self.run_id, "operator": self.operator, "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
                 info,
             )
 
@@ -213,7 +217,10 @@ def release_pg_holder(target: DbTarget) -> dict[str, Any] | None:
                 )
             ended = conn.execute(sa.text("select pg_terminate_backend(:pid)"), {"pid": holder["pid"]}).scalar()
             if not ended:
-                raise FleetError("could not end pid %s holding the run lock of %s: ask a superuser to run pg_terminate_backend(%s)." % (holder["pid"], target.label, holder["pid"]))
+                raise FleetError(
+                    "could not end pid %s holding the run lock of %s: ask a superuser to run pg_terminate_backend(%s)."
+                    % (holder["pid"], target.label, holder["pid"])
+                )
             return holder
     finally:
         engine.dispose()
@@ -241,12 +248,12 @@ def unlock(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
                 % (target.label, holder.get("pid"), describe_holder(holder, None))
             )
         return
-    engine = create_engine(target).execution_options(isolation_level="AUTOCOMMIT")
+    autocommit = create_engine(target).execution_options(isolation_level="AUTOCOMMIT")
     try:
-        with engine.connect() as conn:
+        with autocommit.connect() as conn:
             holder = pg_holder(conn, target)
     finally:
-        engine.dispose()
+        autocommit.dispose()
     result["holder"] = holder
     if holder is None or check_mode:
         result["changed"] = holder is not None

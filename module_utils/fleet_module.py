@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible.module_utils.fleet_common import FleetError, scrub
 
 Operation = Callable[[dict[str, Any], bool, bool, dict[str, Any]], None]

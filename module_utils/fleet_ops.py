@@ -9,7 +9,8 @@ import contextlib
 import os
 import random
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 try:
     import sqlalchemy as sa
@@ -84,10 +85,7 @@ def _blockers(run: AlembicRun, seconds: float) -> list[dict[str, Any]]:
     """Sessions a migration would queue behind: long transactions and running pg_dumps."""
     with run.transaction() as conn:
         rows = conn.execute(sa.text(BLOCKERS_SQL), {"ours": "alembic-fleet%", "seconds": float(seconds)}).fetchall()
-    return [
-        {"pid": row[0], "application_name": row[1], "state": row[2], "seconds": row[3], "query": " ".join(str(row[4]).split())}
-        for row in rows
-    ]
+    return [{"pid": row[0], "application_name": row[1], "state": row[2], "seconds": row[3], "query": " ".join(str(row[4]).split())} for row in rows]
 
 
 def _sees_all_sessions(run: AlembicRun) -> bool:
@@ -109,8 +107,7 @@ def _wait_for_quiet(run: AlembicRun, params: dict[str, Any], pending: bool) -> l
     while blockers and pending and wait > 0:
         if time.monotonic() >= deadline:
             described = "; ".join(
-                "pid %s (%s, %s) for %s s: %s" % (b["pid"], b["application_name"] or "no name", b["state"], b["seconds"], b["query"][:80])
-                for b in blockers
+                "pid %s (%s, %s) for %s s: %s" % (b["pid"], b["application_name"] or "no name", b["state"], b["seconds"], b["query"][:80]) for b in blockers
             )
             raise FleetError(
                 "%s is busy and a migration would queue behind it (waited %ss): %s; let it finish or end it, then run again."
@@ -202,15 +199,12 @@ def status(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
                 result["blockers_visible"] = _sees_all_sessions(run)
                 if not result["blockers_visible"]:
                     result["blockers_note"] = (
-                        "the user cannot see other users' sessions: grant it pg_read_all_stats so that long transactions"
-                        " and pg_dumps of other users are found"
+                        "the user cannot see other users' sessions: grant it pg_read_all_stats so that long transactions and pg_dumps of other users are found"
                     )
                 result["blockers"] = _wait_for_quiet(run, params, bool(steps))
         # Opt-in parts of a scheduled status run: nothing of this runs unless asked.
         if params.get("drift"):
-            result["drift"], result["model_drift"] = schema_drift(
-                run, probe, heads, ledger, allowlist, params.get("maintenance_db") or "postgres"
-            )
+            result["drift"], result["model_drift"] = schema_drift(run, probe, heads, ledger, allowlist, params.get("maintenance_db") or "postgres")
         if policy is not None:
             result["review"] = review_pending(run, steps, policy, probe.server_version)
     result["duration"] = elapsed(started)
@@ -245,8 +239,7 @@ def _review_downgrade(params: dict[str, Any], steps: list[Step], result: dict[st
         )
     if refused:
         raise FleetError(
-            "refusing to downgrade: %s; restore the run's backup instead (rollback_strategy: restore), or allow it explicitly."
-            % ", ".join(refused)
+            "refusing to downgrade: %s; restore the run's backup instead (rollback_strategy: restore), or allow it explicitly." % ", ".join(refused)
         )
     return planned
 
@@ -396,9 +389,8 @@ def _apply(
         now = _record_failure(run, ledger, entry_id, before, planned, message, result)
         if outside:
             result["partial"] = True
-            outcome = (
-                " - %s ran statements outside the transaction (autocommit_block), so part of the change may have stayed: restore the backup"
-                % ", ".join(outside)
+            outcome = " - %s ran statements outside the transaction (autocommit_block), so part of the change may have stayed: restore the backup" % ", ".join(
+                outside
             )
         else:
             outcome = " - the transaction was rolled back, nothing changed" if now == before else ""
@@ -443,7 +435,8 @@ def _with_lock_retries(run: AlembicRun, params: dict[str, Any], attempt: Callabl
             blocker = describe_blocker(run, exc)
             if number == retries:
                 raise FleetError(
-                    "gave up after %d attempt(s) with lock_timeout %ss: %s; the transaction was rolled back and nothing changed - run again when it is done, or end it."
+                    "gave up after %d attempt(s) with lock_timeout %ss: "
+                    "%s; the transaction was rolled back and nothing changed - run again when it is done, or end it."
                     % (retries + 1, params.get("lock_timeout"), blocker)
                 ) from None
             time.sleep(delay * (2**number) * random.uniform(0.5, 1.5))
@@ -480,7 +473,8 @@ def stamp(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dic
             result["schema_differences"] = differences
             if differences:
                 raise FleetError(
-                    "refusing to stamp %s at %s: its schema differs from what the migrations build there in %d place(s): %s; make them equal (or stamp the revision it really matches) first."
+                    "refusing to stamp %s at %s: its schema differs from what the migrations build there in %d place(s): "
+                    "%s; make them equal (or stamp the revision it really matches) first."
                     % (run.target.label, wanted[0], len(differences), "; ".join(differences))
                 )
         if want_diff:
@@ -518,8 +512,7 @@ def verify(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
                 problems.append("the project's heads are %s, expected %s" % (", ".join(heads), ", ".join(resolved)))
         elif len(heads) != 1:
             problems.append(
-                "the project has %d heads (%s): merge them (alembic merge heads) or list them in expected_heads"
-                % (len(heads), ", ".join(heads) or "none")
+                "the project has %d heads (%s): merge them (alembic merge heads) or list them in expected_heads" % (len(heads), ", ".join(heads) or "none")
             )
         probe = run.probe(compare=False)
         if not probe.exists:
@@ -558,7 +551,8 @@ def _changed_revision_files(run: AlembicRun, ledger: Ledger, current: list[str])
         record = recorded.get(script.revision)
         if record and record["sha256"] != file_sha256(script.path):
             problems.append(
-                "revision %s (%s) was changed after it was applied (run %s, %s): restore the applied file from version control and put the change in a new revision"
+                "revision %s (%s) was changed after it was applied (run %s, %s): "
+                "restore the applied file from version control and put the change in a new revision"
                 % (script.revision, os.path.basename(script.path), record["run_id"], record["at"])
             )
     return problems

@@ -126,14 +126,11 @@ def render_html(health: FleetHealth) -> str:
             '<section class="environment">',
             "<h2>%s</h2>" % _e(environment),
             '<table class="env %s" id="%s">' % (_e(env_id), _e(env_id)),
-            "<thead><tr><th>host</th><th>database</th>%s<th>reasons</th></tr></thead>"
-            % "".join("<th>%s</th>" % _e(heading) for _, heading in COLUMNS),
+            "<thead><tr><th>host</th><th>database</th>%s<th>reasons</th></tr></thead>" % "".join("<th>%s</th>" % _e(heading) for _, heading in COLUMNS),
             "<tbody>",
         ]
         for db in databases:
-            cells = "".join(
-                '<td class="cell-%s %s">%s</td>' % (_e(key), _e(db.cells[key].colour), _e(db.cells[key].value)) for key, _ in COLUMNS
-            )
+            cells = "".join('<td class="cell-%s %s">%s</td>' % (_e(key), _e(db.cells[key].colour), _e(db.cells[key].value)) for key, _ in COLUMNS)
             listed = ['<li class="reason">%s</li>' % _e(item) for item in db.reasons] + ['<li class="note">%s</li>' % _e(item) for item in db.notes]
             why = "<ul>%s</ul>" % "".join(listed) if listed else ""
             title = ' title="%s"' % _e(db.label) if db.label else ""
@@ -144,7 +141,7 @@ def render_html(health: FleetHealth) -> str:
         out += ["</tbody>", "</table>", "</section>"]
     policy = health.policy
     out += [
-        "<footer><p class=\"meta\">Policy: backups older than %s h %s; a missing backup %s; restore drills %s"
+        '<footer><p class="meta">Policy: backups older than %s h %s; a missing backup %s; restore drills %s'
         " (databases may set their own). Written by alembic-fleet's fleet_report.</p></footer>"
         % (
             _e("%g" % policy.max_backup_age_hours),
@@ -302,11 +299,14 @@ def report(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     statuses = params.get("databases")
     if not statuses:
         raise FleetError(
-            "databases is empty: pass one dict per database (environment, host, name and its alembic_status result), collected from every host before the report."
+            "databases is empty: pass one dict per database (environment, host, name and its alembic_status result), "
+            "collected from every host before the report."
         )
     basename = params.get("basename") or "status"
     if "/" in basename or basename in (".", "..") or basename.startswith("."):
-        raise FleetError("basename '%s' is not a plain file name: give a name such as 'status' (the files are <report_dir>/<basename>.json, .html, .md)." % basename)
+        raise FleetError(
+            "basename '%s' is not a plain file name: give a name such as 'status' (the files are <report_dir>/<basename>.json, .html, .md)." % basename
+        )
     policy = _policy(params)
     health = judge_fleet(list(statuses), policy, parse_now(params.get("now")))
 
@@ -322,7 +322,8 @@ def report(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
         metrics_dir = os.path.dirname(os.path.abspath(metrics_path))
         if not os.path.isdir(metrics_dir):
             raise FleetError(
-                "metrics_path's directory %s does not exist: create it (node_exporter's --collector.textfile.directory) or leave metrics_path out." % metrics_dir
+                "metrics_path's directory %s does not exist: create it (node_exporter's --collector.textfile.directory) or leave metrics_path out."
+                % metrics_dir
             )
         if os.path.isdir(metrics_path):
             raise FleetError("metrics_path %s is a directory: give a file path such as %s." % (metrics_path, os.path.join(metrics_path, "alembic_fleet.prom")))

@@ -23,10 +23,11 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from ansible.module_utils.common.warnings import warn
+
 from ansible.module_utils.fleet_backup import (
     MANIFEST_SUFFIX,
     find_pg_binary,
@@ -105,10 +106,9 @@ def _read_manifest(path: str) -> dict[str, Any]:
     missing = [key for key in ("name", "dialect", "size", "sha256") if not isinstance(manifest, dict) or key not in manifest]
     if missing:
         raise FleetError(
-            "backup manifest %s lacks %s: it was not written by db_backup; restore only db_backup's backups."
-            % (manifest_path, ", ".join(missing))
+            "backup manifest %s lacks %s: it was not written by db_backup; restore only db_backup's backups." % (manifest_path, ", ".join(missing))
         )
-    return manifest
+    return cast(dict[str, Any], manifest)  # checked just above: a dict with the keys a restore needs
 
 
 def expected_heads(revision: str | None) -> set[str]:
@@ -121,8 +121,7 @@ def check_backup(path: str, name: str, target: DbTarget, expected_sha256: str | 
     manifest = _read_manifest(path)
     if manifest.get("name") != name:
         raise FleetError(
-            "backup %s is a backup of '%s', not of '%s': restore a backup from %s's own backup directory."
-            % (path, manifest.get("name"), name, name)
+            "backup %s is a backup of '%s', not of '%s': restore a backup from %s's own backup directory." % (path, manifest.get("name"), name, name)
         )
     if manifest.get("dialect") != target.dialect:
         raise FleetError(
@@ -215,7 +214,8 @@ def plan(params: dict[str, Any]) -> Plan:
     if target.dialect == "postgresql":
         if (params.get("maintenance_db") or "postgres") == target.dbname:  # checked first: no connection needed
             raise FleetError(
-                "maintenance_db is the database being restored (%s): a database cannot be renamed from inside itself; use another one, such as postgres." % target.dbname
+                "maintenance_db is the database being restored (%s): a database cannot be renamed from inside itself; use another one, such as postgres."
+                % target.dbname
             )
         try:
             _version, step.server_major = server_facts(target, APPLICATION_NAME)
@@ -254,9 +254,7 @@ def _start_row(target: DbTarget, step: Plan) -> str:
         with engine.begin() as conn:
             return step.ledger.start(conn, step.record, step.current)
     except sa.exc.DBAPIError as exc:
-        raise FleetError(
-            "recording the restore in the ledger of %s failed (%s): nothing was restored." % (target.label, _db_detail(exc, target))
-        ) from None
+        raise FleetError("recording the restore in the ledger of %s failed (%s): nothing was restored." % (target.label, _db_detail(exc, target))) from None
     finally:
         engine.dispose()
 
@@ -333,7 +331,7 @@ def side_name(dbname: str, kind: str) -> str:
 
 
 def _quote(conn: Any, name: str) -> str:
-    return conn.dialect.identifier_preparer.quote_identifier(name)
+    return cast(str, conn.dialect.identifier_preparer.quote_identifier(name))
 
 
 def create_scratch(conn: Any, target: DbTarget, scratch: str) -> None:
@@ -464,7 +462,11 @@ def _settle_replaced(admin: Any, step: Plan, replaced: str, entry_id: str, keep:
         try:
             with engine.begin() as conn:
                 step.ledger.finish(
-                    conn, entry_id, SUCCEEDED, sorted(step.expected), message="this database was replaced by the restore of %s and kept as %s" % (step.path, replaced)
+                    conn,
+                    entry_id,
+                    SUCCEEDED,
+                    sorted(step.expected),
+                    message="this database was replaced by the restore of %s and kept as %s" % (step.path, replaced),
                 )
         finally:
             engine.dispose()
@@ -495,9 +497,7 @@ def _restore_postgresql(params: dict[str, Any], step: Plan, result: dict[str, An
                 create_scratch(admin, target, scratch)
                 created = True
             except sa.exc.DBAPIError as exc:
-                raise FleetError(
-                    "creating the scratch database %s failed (%s): the user needs CREATEDB" % (scratch, _db_detail(exc, target))
-                ) from None
+                raise FleetError("creating the scratch database %s failed (%s): the user needs CREATEDB" % (scratch, _db_detail(exc, target))) from None
             run_pg_restore(target, str(step.pg_restore), step.path, scratch)
             result["ledger_rows_copied"] = _finish_in_copy(target, create_engine(target, dbname=scratch), step, entry_id)
             try:
@@ -577,7 +577,9 @@ def _restore_sqlite(params: dict[str, Any], step: Plan, result: dict[str, Any]) 
         try:
             fd, temp_path = tempfile.mkstemp(prefix=".%s.restore-" % os.path.basename(live), suffix=".partial", dir=os.path.dirname(live))
         except OSError as exc:
-            raise FleetError("cannot create the temporary copy beside %s (%s): the directory must be writable by the restoring user" % (live, exc.strerror)) from None
+            raise FleetError(
+                "cannot create the temporary copy beside %s (%s): the directory must be writable by the restoring user" % (live, exc.strerror)
+            ) from None
         os.close(fd)
         os.chmod(temp_path, 0o600)
         copy_backup_into(step.path, temp_path)

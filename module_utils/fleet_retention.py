@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ansible.module_utils.fleet_common import FleetError
 
@@ -55,7 +56,7 @@ def plan_retention(
 ) -> RetentionPlan:
     """Decide which backups of one database's directory to keep and to delete."""
     _check_policy(keep_last, keep_days)
-    moment = _utc(now or datetime.now(timezone.utc))
+    moment = _utc(now or datetime.now(UTC))
     backups = _list_backups(directory)
     protected = {os.path.realpath(path) for path in protect if path}
     dated = sorted((b for b in backups if b.created_at is not None), key=lambda b: b.order, reverse=True)
@@ -81,7 +82,7 @@ def _check_policy(keep_last: int, keep_days: float) -> None:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _verdict(path: str, rank: int, age: timedelta, keep_last: int, keep_days: float, protected: set[str]) -> tuple[bool, str]:
@@ -133,7 +134,7 @@ def _manifest_time(manifest_path: str) -> datetime | None:
 
 def _parse(text: str, pattern: str) -> datetime | None:
     try:
-        return datetime.strptime(text, pattern).replace(tzinfo=timezone.utc)
+        return datetime.strptime(text, pattern).replace(tzinfo=UTC)
     except ValueError:
         return None
 

@@ -66,9 +66,7 @@ def _read_source(path: str) -> bytes:
         with open(path, "rb") as handle:
             return handle.read()
     except OSError as exc:
-        raise FleetError(
-            "revision file %s cannot be read (%s): check the project's versions directory." % (path, exc.strerror or exc)
-        ) from None
+        raise FleetError("revision file %s cannot be read (%s): check the project's versions directory." % (path, exc.strerror or exc)) from None
 
 
 def _parse_detail(exc: SyntaxError | ValueError) -> str:
@@ -196,11 +194,7 @@ class _Source(ast.NodeVisitor):
         for item in node.items:
             self.visit(item.context_expr)
             call = item.context_expr
-            if (
-                isinstance(call, ast.Call)
-                and _call_name(call.func) == "batch_alter_table"
-                and isinstance(item.optional_vars, ast.Name)
-            ):
+            if isinstance(call, ast.Call) and _call_name(call.func) == "batch_alter_table" and isinstance(item.optional_vars, ast.Name):
                 table = self._text(self._argument(call, 0, "table_name"))
                 self.batches[item.optional_vars.id] = self._qualified(call, table)
         for statement in node.body:
@@ -226,9 +220,7 @@ class _Source(ast.NodeVisitor):
 class _Reviewer(_Source):
     """Walks one function body of downgrade(), recording what would lose data or cannot run."""
 
-    def __init__(
-        self, findings: _Findings, constants: dict[str, str], functions: _Functions, where: str, follow: bool
-    ) -> None:
+    def __init__(self, findings: _Findings, constants: dict[str, str], functions: _Functions, where: str, follow: bool) -> None:
         super().__init__(constants, functions)
         self.findings = findings
         self.where = where
@@ -331,19 +323,13 @@ _DATA_SQL = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"})
 _SCHEMA_SQL = frozenset({"CREATE", "ALTER", "DROP"})
 _SQL_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 _SQL_VERB = re.compile(r"[A-Za-z]+")
-_DATA_TARGET = re.compile(
-    r"^(?:INSERT\s+INTO|UPDATE(?:\s+ONLY)?|DELETE\s+FROM(?:\s+ONLY)?|MERGE\s+INTO|COPY)\s+([\w.\"]+)", re.IGNORECASE
-)
+_DATA_TARGET = re.compile(r"^(?:INSERT\s+INTO|UPDATE(?:\s+ONLY)?|DELETE\s+FROM(?:\s+ONLY)?|MERGE\s+INTO|COPY)\s+([\w.\"]+)", re.IGNORECASE)
 _CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
 _IF_EXISTS = re.compile(r"\bIF\s+(?:NOT\s+)?EXISTS\b", re.IGNORECASE)
 # Schema operations of op and batch_op that have no rule of their own here.
-_OTHER_SCHEMA_OPERATIONS = frozenset(
-    {"create_primary_key", "create_exclude_constraint", "drop_constraint", "create_table_comment", "drop_table_comment"}
-)
+_OTHER_SCHEMA_OPERATIONS = frozenset({"create_primary_key", "create_exclude_constraint", "drop_constraint", "create_table_comment", "drop_table_comment"})
 # Methods of op that are not operations themselves.
-_NOT_OPERATIONS = frozenset(
-    {"get_bind", "get_context", "f", "inline_literal", "batch_alter_table", "implementation_for", "register_operation"}
-)
+_NOT_OPERATIONS = frozenset({"get_bind", "get_context", "f", "inline_literal", "batch_alter_table", "implementation_for", "register_operation"})
 # Column arguments that give existing rows a value on the server.
 _SERVER_VALUES = frozenset({"Identity", "Computed", "FetchedValue", "DefaultClause"})
 # Calls given the connection only to read the catalog (sa.inspect(bind).has_table(...)).
@@ -526,9 +512,7 @@ class _UpgradeState:
 class _UpgradeReviewer(_Source):
     """Walks one function body of upgrade() (or a helper it calls), recording operations and hazards."""
 
-    def __init__(
-        self, state: _UpgradeState, constants: dict[str, str], functions: _Functions, follow: bool, autocommit: bool
-    ) -> None:
+    def __init__(self, state: _UpgradeState, constants: dict[str, str], functions: _Functions, follow: bool, autocommit: bool) -> None:
         super().__init__(constants, functions)
         self.state = state
         self.follow = follow
@@ -552,9 +536,7 @@ class _UpgradeReviewer(_Source):
     # -- statements -------------------------------------------------------
     def _visit_with(self, node: ast.With | ast.AsyncWith) -> None:
         blocks = [
-            item.context_expr
-            for item in node.items
-            if isinstance(item.context_expr, ast.Call) and _call_name(item.context_expr.func) == "autocommit_block"
+            item.context_expr for item in node.items if isinstance(item.context_expr, ast.Call) and _call_name(item.context_expr.func) == "autocommit_block"
         ]
         for item in node.items:
             if isinstance(item.optional_vars, ast.Name) and self._is_connection(item.context_expr):

@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ansible.module_utils.fleet_common import FleetError
 
@@ -18,9 +18,7 @@ _GRAMMAR_HELP = (
     "+N or -N (relative to the current revision), <revision>+N, head-N (the guides' head~N), or <branch>@head"
 )
 _TOKEN = r"[A-Za-z0-9_]+"
-_SPEC = re.compile(
-    r"^(?:(?P<rel>[+-]\d+)|(?:(?P<branch>%s)@)?(?P<ref>%s)(?P<offset>[+-]\d+)?)$" % (_TOKEN, _TOKEN)
-)
+_SPEC = re.compile(r"^(?:(?P<rel>[+-]\d+)|(?:(?P<branch>%s)@)?(?P<ref>%s)(?P<offset>[+-]\d+)?)$" % (_TOKEN, _TOKEN))
 _TILDE = re.compile(r"^(?P<ref>.+?)~(?P<n>\d+)$")
 
 
@@ -69,9 +67,7 @@ def parse_target(spec: str | None, direction: str) -> TargetSpec:
         if ref == "base" and (branch or offset < 0):
             raise FleetError("target '%s' is not valid: nothing lies below base; use base or base+N." % given)
         if ref not in SYMBOLS and len(ref) < MIN_PREFIX and not branch:
-            raise FleetError(
-                "target '%s' is too short to name a revision: give at least %d characters of the revision id." % (given, MIN_PREFIX)
-            )
+            raise FleetError("target '%s' is too short to name a revision: give at least %d characters of the revision id." % (given, MIN_PREFIX))
         alembic = "%s%s%s" % ("%s@" % branch if branch else "", ref, "%+d" % offset if offset else "")
         parsed = TargetSpec(given=given, alembic=alembic, branch=branch, ref=ref, offset=offset)
     _check_direction(parsed, direction)
@@ -110,13 +106,11 @@ def resolve_prefix(spec: TargetSpec, revision_ids: Iterable[str], branch_labels:
     candidates = [rev for rev in ids if rev.startswith(spec.ref)]
     if not candidates:
         raise FleetError(
-            "unknown revision '%s': no revision of this project has that id or prefix; run the status module (or look in versions/) for the ids, and check the migration files are all deployed."
-            % spec.ref
+            "unknown revision '%s': no revision of this project has that id or prefix; "
+            "run the status module (or look in versions/) for the ids, and check the migration files are all deployed." % spec.ref
         )
     if len(candidates) > 1:
-        raise FleetError(
-            "revision prefix '%s' is ambiguous: it matches %s; give more characters." % (spec.ref, ", ".join(candidates))
-        )
+        raise FleetError("revision prefix '%s' is ambiguous: it matches %s; give more characters." % (spec.ref, ", ".join(candidates)))
     full = candidates[0]
     alembic = "%s%s%s" % ("%s@" % spec.branch if spec.branch else "", full, "%+d" % spec.offset if spec.offset else "")
     return TargetSpec(given=spec.given, alembic=alembic, branch=spec.branch, ref=full, offset=spec.offset)

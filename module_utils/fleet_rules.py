@@ -32,9 +32,7 @@ RULES: dict[str, Rule] = {
         "stop reading and writing the column first, drop it in a later release and acknowledge the finding then.",
     ),
     "ban-drop-database": Rule(ERROR, "DROP DATABASE loses everything in it.", "never drop a database from a migration."),
-    "ban-truncate-cascade": Rule(
-        ERROR, "TRUNCATE ... CASCADE empties every table that references this one.", "delete the rows you mean explicitly."
-    ),
+    "ban-truncate-cascade": Rule(ERROR, "TRUNCATE ... CASCADE empties every table that references this one.", "delete the rows you mean explicitly."),
     # -- rewrites and long locks ----------------------------------------------
     "adding-required-field": Rule(
         ERROR,
@@ -125,7 +123,10 @@ RULES: dict[str, Rule] = {
     ),
     "non-transactional": Rule(
         WARNING,
-        "a statement runs outside the revision's transaction (autocommit_block or CONCURRENTLY): if the revision fails, it stays while the rest rolls back, and the database is left between revisions.",
+        (
+            "a statement runs outside the revision's transaction (autocommit_block or CONCURRENTLY): "
+            "if the revision fails, it stays while the rest rolls back, and the database is left between revisions."
+        ),
         "give the statement a revision of its own and make it re-runnable (IF NOT EXISTS / IF EXISTS).",
     ),
     "invalid-acknowledgement": Rule(

@@ -11,8 +11,8 @@ import contextlib
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Iterator, Sequence
 
 from ansible.module_utils.fleet_alembic import AlembicRun, describe_diff, diff_table
 from ansible.module_utils.fleet_common import DbTarget, FleetError
@@ -61,9 +61,7 @@ def scratch_target(target: DbTarget, maintenance_db: str = "postgres") -> Iterat
         admin.dispose()
 
 
-def expected_schema_differences(
-    run: AlembicRun, revision: str, ignore_tables: Sequence[str], maintenance_db: str = "postgres"
-) -> list[str]:
+def expected_schema_differences(run: AlembicRun, revision: str, ignore_tables: Sequence[str], maintenance_db: str = "postgres") -> list[str]:
     """Differences between the live schema and the schema the migrations build at `revision`."""
     with scratch_target(run.target, maintenance_db) as scratch_db:
         scratch = AlembicRun(run.project, scratch_db)

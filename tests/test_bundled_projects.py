@@ -59,9 +59,7 @@ PROJECTS: tuple[Project, ...] = (
     Project(
         name="algorithms",
         models_module="algorithms_models",
-        tables=frozenset(
-            {"strategies", "strategy_parameters", "signals", "backtest_runs"}
-        ),
+        tables=frozenset({"strategies", "strategy_parameters", "signals", "backtest_runs"}),
     ),
 )
 
@@ -73,9 +71,7 @@ def project(request: pytest.FixtureRequest) -> Project:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Run from somewhere unrelated to the repo and its ini files.
     workdir = tmp_path / "cwd"
     workdir.mkdir()
@@ -93,12 +89,8 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
         eng.dispose()
 
 
-def make_config(
-    project: Project, output_buffer: io.StringIO | None = None
-) -> Config:
-    cfg = Config(
-        file_=str(project.ini), stdout=io.StringIO(), output_buffer=output_buffer
-    )
+def make_config(project: Project, output_buffer: io.StringIO | None = None) -> Config:
+    cfg = Config(file_=str(project.ini), stdout=io.StringIO(), output_buffer=output_buffer)
     cfg.attributes["configure_logger"] = False
     return cfg
 
@@ -165,9 +157,7 @@ def test_single_linear_history(project: Project) -> None:
 
 
 def test_version_file_names(project: Project) -> None:
-    files = sorted(
-        p.name for p in (project.directory / "versions").iterdir() if p.is_file()
-    )
+    files = sorted(p.name for p in (project.directory / "versions").iterdir() if p.is_file())
     assert files, "no revision files"
     for name in files:
         assert VERSION_FILE_RE.match(name), name
@@ -179,25 +169,19 @@ def test_version_file_names(project: Project) -> None:
         assert Path(rev.path).name.split("_")[2] == rev.revision
 
 
-def test_upgrade_head_matches_models(
-    project: Project, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_upgrade_head_matches_models(project: Project, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = make_config(project)
     upgrade(cfg, engine, "head")
 
     assert user_tables(engine) == project.tables
-    assert current_revision(engine) == ScriptDirectory.from_config(
-        cfg
-    ).get_current_head()
+    assert current_revision(engine) == ScriptDirectory.from_config(cfg).get_current_head()
 
     metadata = models(project, monkeypatch).Base.metadata
     assert set(metadata.tables) == project.tables
     assert schema_diff(engine, metadata) == []
 
 
-def test_downgrade_base_removes_everything(
-    project: Project, engine: Engine
-) -> None:
+def test_downgrade_base_removes_everything(project: Project, engine: Engine) -> None:
     cfg = make_config(project)
     upgrade(cfg, engine, "head")
     downgrade(cfg, engine, "base")
@@ -206,9 +190,7 @@ def test_downgrade_base_removes_everything(
     assert current_revision(engine) is None
 
 
-def test_step_by_step_up_and_down(
-    project: Project, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_step_by_step_up_and_down(project: Project, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = make_config(project)
     revisions = revisions_base_to_head(cfg)
 
@@ -260,9 +242,7 @@ def test_offline_sql_for_postgresql(project: Project) -> None:
         assert re.search(rf"DROP TABLE {table}\b", down_sql), table
 
 
-def test_url_precedence(
-    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_url_precedence(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a shared connection: attributes["url"] beats $DATABASE_URL."""
     from_attr = tmp_path / "from_attribute.db"
     from_env = tmp_path / "from_env.db"

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from support.ansible_run import REPO, write_yaml
 from support.pgcluster import PgCluster
 
@@ -13,15 +14,13 @@ PROJECTS = {"equities": REPO / "migrations" / "equities" / "alembic.ini", "algor
 
 
 def password_env(clusters: list[PgCluster]) -> dict[str, str]:
-    return {"FLEET_TEST_%s_PASSWORD" % host.upper(): c.app_password for host, c in zip(HOSTS, clusters)}
+    return {"FLEET_TEST_%s_PASSWORD" % host.upper(): c.app_password for host, c in zip(HOSTS, clusters, strict=False)}
 
 
-def make_inventory(
-    root: Path, clusters: list[PgCluster], environment: str = "prod", projects: dict[str, str] | None = None, **policy: Any
-) -> Path:
+def make_inventory(root: Path, clusters: list[PgCluster], environment: str = "prod", projects: dict[str, str] | None = None, **policy: Any) -> Path:
     """A two-host inventory like the repo's prod example, pointing at the test clusters."""
     inventory = root / "inventory"
-    write_yaml(inventory / "hosts.yml", {"all": {"children": {environment: {"hosts": {h: None for h in HOSTS}}}}})
+    write_yaml(inventory / "hosts.yml", {"all": {"children": {environment: {"hosts": dict.fromkeys(HOSTS)}}}})
     write_yaml(
         inventory / "group_vars" / "all.yml",
         {
@@ -35,7 +34,7 @@ def make_inventory(
     group = yaml.safe_load((REPO / "inventory" / "group_vars" / ("%s.yml" % environment)).read_text())
     group.update(policy)
     write_yaml(inventory / "group_vars" / ("%s.yml" % environment), group)
-    for host, cluster in zip(HOSTS, clusters):
+    for host, cluster in zip(HOSTS, clusters, strict=False):
         write_yaml(
             inventory / "host_vars" / ("%s.yml" % host),
             {

@@ -9,11 +9,12 @@ import re
 import sqlite3
 import stat
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.ansible_run import Run, module
 from support.pgcluster import PgCluster, pg_bin_dir
 
@@ -66,8 +67,8 @@ def check_backup(result: dict[str, Any], root: Path, clusters: list[PgCluster], 
     match = DUMP_NAME.match(relative[3])
     assert match and match.group(4) == ext, relative[3]
     assert match.group(2) == HEAD
-    stamp = datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-    assert abs(datetime.now(timezone.utc) - stamp) < timedelta(minutes=5), "the file name is not a UTC timestamp"
+    stamp = datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert abs(datetime.now(UTC) - stamp) < timedelta(minutes=5), "the file name is not a UTC timestamp"
     assert mode(path) == 0o600 and mode(manifest_path) == 0o600
     for directory in (root, root / "prod", root / "prod" / "db1", path.parent):
         assert mode(directory) == 0o700, directory
@@ -115,7 +116,7 @@ def test_postgresql_backup_is_private_verified_and_restorable(fresh_pg: list[PgC
     assert len([p for p in files_under(root) if p.suffix == ".dump"]) == 2, files_under(root)
 
     manifests = [check_backup(r, root, fresh_pg, "dump") for r in (plain, small)]
-    for manifest, level in zip(manifests, (0, 9)):
+    for manifest, level in zip(manifests, (0, 9), strict=True):
         assert manifest["dialect"] == "postgresql" and manifest["database"] == "equities"
         assert manifest["dump_format"] == "custom" and manifest["compress_level"] == level
         assert str(manifest["server_version"]).startswith("15")
@@ -195,7 +196,6 @@ def test_bad_inputs_fail_in_one_line_and_write_no_backup(fresh_pg: list[PgCluste
     assert files_under(root) == []
 
 
-
 def test_a_failed_backup_creates_no_directories(fresh_pg: list[PgCluster], tmp_path: Path) -> None:
     db1 = fresh_pg[0]
     root = tmp_path / "backups"
@@ -203,6 +203,7 @@ def test_a_failed_backup_creates_no_directories(fresh_pg: list[PgCluster], tmp_p
     run, result = call(fresh_pg, "db_backup", backup_args(db1, root, **conn_args(db1, "no_such_db")))
     fails_with(result, run.rc, "'no_such_db' does not exist")
     assert not root.exists(), sorted(str(p.relative_to(tmp_path)) for p in root.rglob("*"))
+
 
 def test_sqlite_backup_is_an_intact_copy(fresh_pg: list[PgCluster], tmp_path: Path) -> None:
     database = tmp_path / "data" / "eq.db"
@@ -248,7 +249,7 @@ def test_a_backup_never_overwrites_one_taken_in_the_same_second(fresh_pg: list[P
     directory.mkdir(parents=True, mode=0o700)
     for d in (root, root / "prod", root / "prod" / "db1", directory):
         d.chmod(0o700)
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     placeholders = {}
     for second in range(-2, 60):
         name = "%s_base.dump" % (now + timedelta(seconds=second)).strftime("%Y%m%dT%H%M%SZ")

@@ -6,10 +6,11 @@ import hashlib
 import json
 import stat
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from support.ansible_run import REPO, playbook
 from support.pgcluster import PgCluster, pg_bin_dir
 
@@ -95,16 +96,12 @@ def test_check_writes_nothing(tmp_path: Path, fresh_pg: list[PgCluster]) -> None
     inventory = migrated(tmp_path, fresh_pg)
     root = tmp_path / "backups"
     before = {d: d.stat().st_mtime_ns for d in backups_under(root)}
-    run = playbook(
-        REPO / "backup.yml", inventory, "-l", "prod", "--check", "-e", "fleet_backup_keep_last=1", env=password_env(fresh_pg)
-    )
+    run = playbook(REPO / "backup.yml", inventory, "-l", "prod", "--check", "-e", "fleet_backup_keep_last=1", env=password_env(fresh_pg))
     assert run.rc == 0, run.output[-3000:]
     assert flat(run.output).count("would back up %s" % head_of("equities")) == len(HOSTS)
     assert "retention would delete 1 old backup(s)" in flat(run.output)
     assert {d: d.stat().st_mtime_ns for d in backups_under(root)} == before
-    assert sorted(p for p in root.rglob("*") if p.is_file()) == sorted(
-        [*before, *(Path(str(d) + ".manifest.json") for d in before)]
-    )
+    assert sorted(p for p in root.rglob("*") if p.is_file()) == sorted([*before, *(Path(str(d) + ".manifest.json") for d in before)])
 
 
 def test_a_missing_database_is_skipped_never_created(tmp_path: Path, fresh_pg: list[PgCluster]) -> None:
@@ -147,10 +144,9 @@ def test_upgrade_first_brings_the_database_to_head_then_backs_it_up(tmp_path: Pa
     manifest = manifest_of(after)
     assert manifest["sha256"] == hashlib.sha256(after.read_bytes()).hexdigest()
     finished = db1.execute(
-        "select finished_at from alembic_fleet_ledger where action = 'migrate' and outcome = 'succeeded'"
-        " order by id desc limit 1",
+        "select finished_at from alembic_fleet_ledger where action = 'migrate' and outcome = 'succeeded' order by id desc limit 1",
         dbname="equities",
     )[0][0]
-    created = datetime.strptime(manifest["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    created = datetime.strptime(manifest["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert created >= finished.replace(microsecond=0), (created, finished)
     assert "backed up %s after the verified upgrade from %s" % (head_of("equities"), behind[0]) in flat(run.output)

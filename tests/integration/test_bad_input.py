@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.ansible_run import REPO, module, playbook
 from support.pgcluster import PgCluster
 

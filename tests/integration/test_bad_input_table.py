@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+
 from support.ansible_run import REPO, module
 from support.pgcluster import PgCluster
 
@@ -56,9 +58,7 @@ class World:
                 )
             ),
             "version": sorted(row[0] for row in db1.execute("select version_num from alembic_version", dbname="equities")),
-            "ledger": sorted(
-                "%s %s %s" % row for row in db1.execute("select entry_id, action, outcome from alembic_fleet_ledger", dbname="equities")
-            ),
+            "ledger": sorted("%s %s %s" % row for row in db1.execute("select entry_id, action, outcome from alembic_fleet_ledger", dbname="equities")),
             "files": sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*")),
         }
 
@@ -103,9 +103,7 @@ def world(pg_clusters: list[PgCluster], tmp_path_factory: pytest.TempPathFactory
         db1.reset_database(name)
     build_equities(db1)
     side = tmp_path_factory.mktemp("good_backup")
-    run, result = module(
-        "db_backup", {"backup_root": str(side), "environment": "test", "host": "db1", "name": "equities", **conn_args(db1)}
-    )
+    run, result = module("db_backup", {"backup_root": str(side), "environment": "test", "host": "db1", "name": "equities", **conn_args(db1)})
     assert run.rc == 0, result
     root = tmp_path_factory.mktemp("world")
     (root / "backups").mkdir(mode=0o700)
@@ -162,9 +160,7 @@ BASE = {
 REQUIRED = {"alembic_downgrade": {"target": "-1"}, "alembic_stamp": {"target": "head"}}
 
 
-def case(
-    kind: str, name: str, args: dict[str, Any], *phrases: str, flags: tuple[str, ...] = (), bug: str | None = None
-) -> Any:
+def case(kind: str, name: str, args: dict[str, Any], *phrases: str, flags: tuple[str, ...] = (), bug: str | None = None) -> Any:
     marks = [pytest.mark.xfail(strict=True, reason="BUG: " + bug)] if bug else []
     return pytest.param(name, args, phrases, flags, id="%s-%s-%s" % (kind, name, "-".join(args)), marks=marks)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from support.ansible_run import REPO, Run, playbook
 from support.faults import (
     db_args,
@@ -141,7 +142,10 @@ def test_sigkill_mid_upgrade_frees_the_lock_and_changes_nothing(fresh_pg: list[P
     try:
         to_head(db1, scratch)
         project = slow_project(
-            tmp_path, "fa11ed000001", HEAD, 6,
+            tmp_path,
+            "fa11ed000001",
+            HEAD,
+            6,
             upgrade='    op.create_table("fault_partial", sa.Column("id", sa.Integer(), primary_key=True))',
             downgrade='    op.drop_table("fault_partial")',
         )
@@ -151,9 +155,7 @@ def test_sigkill_mid_upgrade_frees_the_lock_and_changes_nothing(fresh_pg: list[P
         sleeper = wait_for("the migration's pg_sleep", lambda: sleeping(db1, "equities") or not job.running(), timeout=60)
         assert job.running(), job.wait().output[-3000:]
         assert fleet_sessions(db1, "equities", "alembic-fleet:%"), "the run holds its lock in a session of its own"
-        created = db1.execute(
-            "select count(*) from pg_locks where pid = %s and locktype = 'relation' and mode = 'AccessExclusiveLock'", (sleeper[0][0],)
-        )[0][0]
+        created = db1.execute("select count(*) from pg_locks where pid = %s and locktype = 'relation' and mode = 'AccessExclusiveLock'", (sleeper[0][0],))[0][0]
         assert created, "the revision's CREATE TABLE ran (uncommitted) before the sleep"
         assert pgpass_dirs(scratch), "the run's private PGPASSFILE exists while it runs"
 
@@ -204,7 +206,10 @@ def test_server_stopped_mid_upgrade_fails_readably_and_changes_nothing(fresh_pg:
     try:
         to_head(db1, scratch)
         project = slow_project(
-            tmp_path, "fa11ed000002", HEAD, 5,
+            tmp_path,
+            "fa11ed000002",
+            HEAD,
+            5,
             upgrade='    op.create_table("fault_partial", sa.Column("id", sa.Integer(), primary_key=True))',
             downgrade='    op.drop_table("fault_partial")',
         )
@@ -270,7 +275,7 @@ def test_unwritable_backup_root_stops_before_the_upgrade(fresh_pg: list[PgCluste
     assert_no_secret(failed.output, fresh_pg)
     fatal = fatal_results(failed.output)
     assert len(fatal) == 1, failed.output[-3000:]
-    assert failed_task(failed.output) == "migrate : Back up equities before upgrading", failed.output[-3000:]
+    assert failed_task(failed.output) == "migrate : Back up before the upgrade of equities", failed.output[-3000:]
     message = fatal[0]["msg"]
     assert "\n" not in message and str(blocker) in message, message
     assert tables_of(db1, "equities") == set(), "no upgrade ran without a backup"
@@ -320,7 +325,7 @@ def test_full_backup_root_leaves_no_partial_file_and_no_upgrade(fresh_pg: list[P
         assert_no_secret(filled.output, fresh_pg)
         fatal = fatal_results(filled.output)
         assert len(fatal) == 1, filled.output[-3000:]
-        assert failed_task(filled.output) == "migrate : Back up equities before upgrading", filled.output[-3000:]
+        assert failed_task(filled.output) == "migrate : Back up before the upgrade of equities", filled.output[-3000:]
         message = fatal[0]["msg"]
         assert "\n" not in message and "No space left on device" in message and "no backup was written" in message, message
         assert files_under(full) == [], "a failed backup leaves no file behind"
@@ -406,9 +411,9 @@ def test_two_runs_at_once_migrate_each_database_exactly_once(two_runs: TwoRuns, 
     winner = two_runs.winner()
     assert any("upgraded base -> %s" % two_runs.revision in line for line in two_runs.summaries(winner)), two_runs.summaries(winner)
     # The run that waited for the lock re-planned under it and found nothing left to do.
-    assert task_status(two_runs.runs[winner].output, "Upgrade equities to head") == "changed"
-    assert task_status(two_runs.runs[1 - winner].output, "Upgrade equities to head") == "ok"
-    assert task_status(two_runs.runs[1 - winner].output, "Back up equities after the verified upgrade") == "skipping"
+    assert task_status(two_runs.runs[winner].output, "Upgrade equities") == "changed"
+    assert task_status(two_runs.runs[1 - winner].output, "Upgrade equities") == "ok"
+    assert task_status(two_runs.runs[1 - winner].output, "Back up after the verified upgrade of equities") == "skipping"
 
 
 def test_the_run_that_waited_reports_nothing_to_do(two_runs: TwoRuns) -> None:
@@ -467,7 +472,10 @@ def test_long_transaction_the_application_never_waits_longer_than_lock_timeout(f
         to_head(db1, scratch)
         seed_companies(db1, "AAPL", "MSFT", "GOOG")
         project = slow_project(
-            tmp_path, "fa11ed000005", HEAD, 0,
+            tmp_path,
+            "fa11ed000005",
+            HEAD,
+            0,
             upgrade='    op.add_column("companies", sa.Column("fault_note", sa.Text()))',
             downgrade='    op.drop_column("companies", "fault_note")',
         )
@@ -525,7 +533,10 @@ def test_long_transaction_the_application_never_waits_longer_than_lock_timeout(f
 
 # -- 6. secrets while a backup and an upgrade run ---------------------------------------------
 def test_no_password_on_any_command_line_during_a_backup_and_an_upgrade(fresh_pg: list[PgCluster], tmp_path: Path) -> None:
-    """Every process's full argv (ps -ww: no cut at the terminal width), sampled every 0.1 s; the runs' TMPDIR (where PGPASSFILE dirs go) is private to this test."""
+    """Every process's full argv (ps -ww: no cut at the terminal width), sampled every 0.1 s.
+
+    The runs' TMPDIR (where PGPASSFILE dirs go) is private to this test.
+    """
     db1 = fresh_pg[0]
     scratch = tmp_path / "scratch"
     env = run_env(db1, scratch)
@@ -558,7 +569,7 @@ def test_no_password_on_any_command_line_during_a_backup_and_an_upgrade(fresh_pg
                 if job.running():
                     job.kill()
         print("argv samples: %d, seen %s, PGPASSFILE dir present in %d" % (samples, seen, seen_pgpass))
-        for run, result in results:
+        for run, _result in results:
             assert run.rc == 0, run.output[-3000:]
             assert_no_secret(run.output, fresh_pg)
         assert seen["AnsiballZ_alembic_upgrade"] and seen["AnsiballZ_db_backup"], "the sampler never saw the modules run"

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from support.ansible_run import REPO, module
 from support.pgcluster import PgCluster
 
@@ -24,7 +25,7 @@ from .test_migrate_postgres import assert_no_secret, head_of, tables_of, version
 
 pytestmark = pytest.mark.slow
 
-STOCK_ENV = '''
+STOCK_ENV = """
 from logging.config import fileConfig
 
 from alembic import context
@@ -56,7 +57,7 @@ if context.is_offline_mode():
     run_migrations_offline()
 else:
     run_migrations_online()
-'''
+"""
 
 DATABASE_URL_ENV = STOCK_ENV.replace(
     'connectable = engine_from_config(config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool)',

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from support.ansible_run import module
 from support.pgcluster import PgCluster
 
@@ -70,7 +71,7 @@ def test_break_glass_release_ends_a_stuck_holder_only_when_confirmed(tmp_path: P
     blocked, result = module("alembic_upgrade", {"config": str(EQUITIES_INI), **conn_args(db1), "target": "head", "lock_wait": 0})
     assert blocked.rc != 0
     assert "locked by another alembic-fleet run (pid %d, run stuck-run" % stuck_pid in result["msg"]
-    status_run, status = module("alembic_status", {"config": str(EQUITIES_INI), **conn_args(db1)})
+    _status_run, status = module("alembic_status", {"config": str(EQUITIES_INI), **conn_args(db1)})
     assert status["lock_holder"]["pid"] == stuck_pid and status["lock_holder"]["run_id"] == "stuck-run"
 
     refused = run(inventory, "release_lock.yml", fresh_pg, "-l", "db1")

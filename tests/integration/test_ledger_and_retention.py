@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from support.ansible_run import REPO, module
 from support.pgcluster import PgCluster
 
@@ -74,12 +75,13 @@ def test_backup_retention_keeps_exactly_the_policy(tmp_path: Path) -> None:
 def test_a_migration_left_part_way_is_restored_from_its_backup(tmp_path: Path, fresh_pg: list[PgCluster]) -> None:
     db1 = fresh_pg[0]
     # A team's env.py that commits each revision on its own: a failure leaves the earlier ones applied.
-    ini = flat_project(tmp_path / "proj", STOCK_ENV.replace("target_metadata=target_metadata)\n        with", "target_metadata=target_metadata, transaction_per_migration=True)\n        with"))
+    ini = flat_project(
+        tmp_path / "proj",
+        STOCK_ENV.replace("target_metadata=target_metadata)\n        with", "target_metadata=target_metadata, transaction_per_migration=True)\n        with"),
+    )
     versions = ini.parent / "versions"
     (versions / "20260101_0000_0dd0dd0dd0dd_extra.py").write_text(UNMODELLED_REVISION.replace('"half_done"', '"first_extra"'))
-    (versions / "20260101_0001_0bad0bad0bad_fails.py").write_text(
-        FAILING_REVISION.replace('down_revision = "e5f7293c4a65"', 'down_revision = "0dd0dd0dd0dd"')
-    )
+    (versions / "20260101_0001_0bad0bad0bad_fails.py").write_text(FAILING_REVISION.replace('down_revision = "e5f7293c4a65"', 'down_revision = "0dd0dd0dd0dd"'))
     args = {"config": str(ini), **conn_args(db1)}
     assert module("alembic_upgrade", {**args, "target": "e5f7293c4a65"})[0].rc == 0
     seed_companies(db1, "AAPL")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.ansible_run import REPO, module
 
 pytestmark = pytest.mark.slow
@@ -80,7 +81,11 @@ def test_the_hazards_yield_exactly_the_expected_findings_and_the_safe_twins_none
     assert "postgresql_concurrently=True" in index["fix"]
     # Reversibility tags, the same classification rollback uses.
     assert {r: by_revision[r]["reversibility"] for r in ("0001", "0004", "0005", "0006", "0018")} == {
-        "0001": "lossy", "0004": "reversible", "0005": "irreversible", "0006": "reversible", "0018": "irreversible"
+        "0001": "lossy",
+        "0004": "reversible",
+        "0005": "irreversible",
+        "0006": "reversible",
+        "0018": "irreversible",
     }
     assert "empty (pass)" in by_revision["0018"]["findings"][0]["why"]
     # Statements outside the transaction: 0006 alone is re-runnable (no finding), but still not transactional.
@@ -97,19 +102,19 @@ def test_the_hazards_yield_exactly_the_expected_findings_and_the_safe_twins_none
     errors = sum(1 for e in result["revisions"] for f in e["findings"] if f["severity"] == "error" and not f["acknowledged"])
     assert result["summary"] == {"errors": errors, "warnings": 3, "acknowledged": 1} and errors == 13
     assert len(result["errors"]) == errors and result["blocked"] is False, "block is off by default"
-    assert all(line.startswith(("00")) for line in result["report"]) and len(result["report"]) == errors + 4
+    assert all(line.startswith("00") for line in result["report"]) and len(result["report"]) == errors + 4
 
 
 def test_block_and_the_policy_change_levels() -> None:
     blocked = lint({"url": PG_URL, "offline": True, "from_revision": "0001", "target": "0002", "block": True})
     assert blocked["blocked"] is True and blocked["errors"] == [
-        "0002 (0002_add_required_column.py): error adding-required-field on accounts "
-        '("ALTER TABLE accounts ADD COLUMN region TEXT NOT NULL;") - fix: add the column nullable (or with '
-        "server_default=...), backfill it, then set NOT NULL in a later revision"
+        (
+            "0002 (0002_add_required_column.py): error adding-required-field on accounts "
+            '("ALTER TABLE accounts ADD COLUMN region TEXT NOT NULL;") - fix: add the column nullable (or with '
+            "server_default=...), backfill it, then set NOT NULL in a later revision"
+        )
     ]
-    relaxed = lint(
-        {"url": PG_URL, "offline": True, "from_revision": "0001", "target": "0002", "block": True, "rules": {"adding-required-field": "warning"}}
-    )
+    relaxed = lint({"url": PG_URL, "offline": True, "from_revision": "0001", "target": "0002", "block": True, "rules": {"adding-required-field": "warning"}})
     assert relaxed["blocked"] is False and relaxed["summary"] == {"errors": 0, "warnings": 1, "acknowledged": 0}
     silenced = lint({"url": PG_URL, "offline": True, "from_revision": "0001", "target": "0002", "rules": {"adding-required-field": "off"}})
     assert silenced["revisions"][0]["findings"] == []
@@ -134,7 +139,7 @@ def test_safe_twin_has_no_findings() -> None:
 def test_check_mode_gives_the_same_result(offline_pg: dict[str, Any]) -> None:
     checked = lint({"url": PG_URL, "offline": True}, "--check")
     assert checked["changed"] is False
-    strip = lambda r: [{k: v for k, v in e.items()} for e in r["revisions"]]  # noqa: E731
+    strip = lambda r: [dict(e) for e in r["revisions"]]  # noqa: E731
     assert strip(checked) == strip(offline_pg) and checked["summary"] == offline_pg["summary"]
 
 

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from support.ansible_run import REPO, playbook
 
 from .test_migrate_postgres import head_of

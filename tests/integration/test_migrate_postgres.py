@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+
 from support.ansible_run import REPO, playbook
 from support.pgcluster import PgCluster, pg_bin_dir
 

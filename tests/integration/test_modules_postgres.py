@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+
 from support.ansible_run import Run, module
 from support.pgcluster import PgCluster
 

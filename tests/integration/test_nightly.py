@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
 from support.ansible_run import REPO, Run, playbook
 from support.pgcluster import PgCluster
 
@@ -41,8 +42,7 @@ def fingerprint(clusters: list[PgCluster]) -> list[Any]:
         for name in ("equities", "algorithms"):
             found.append(
                 cluster.execute(
-                    "select table_name, column_name, data_type from information_schema.columns "
-                    "where table_schema = 'public' order by 1, 2",
+                    "select table_name, column_name, data_type from information_schema.columns where table_schema = 'public' order by 1, 2",
                     dbname=name,
                 )
             )
@@ -99,7 +99,14 @@ def test_a_clean_fleet_passes_and_a_manual_change_is_drift(tmp_path: Path, fresh
 def test_lag_a_stale_backup_and_a_failed_drill_fail_the_night(tmp_path: Path, fresh_pg: list[PgCluster], fleet: Path) -> None:
     # Lag: db2's equities one revision behind head.
     done = playbook(
-        REPO / "rollback.yml", fleet, "-l", "db2", "-e", "rollback_target=head-1", "-e", "rollback_allow_data_loss=true",
+        REPO / "rollback.yml",
+        fleet,
+        "-l",
+        "db2",
+        "-e",
+        "rollback_target=head-1",
+        "-e",
+        "rollback_allow_data_loss=true",
         env=password_env(fresh_pg),
     )
     assert done.rc == 0, done.output[-3000:]
@@ -128,7 +135,14 @@ def test_lag_a_stale_backup_and_a_failed_drill_fail_the_night(tmp_path: Path, fr
 
 def test_prod_can_require_a_recent_drill_before_upgrading(tmp_path: Path, fresh_pg: list[PgCluster], fleet: Path) -> None:
     done = playbook(
-        REPO / "rollback.yml", fleet, "-l", "db2", "-e", "rollback_target=head-1", "-e", "rollback_allow_data_loss=true",
+        REPO / "rollback.yml",
+        fleet,
+        "-l",
+        "db2",
+        "-e",
+        "rollback_target=head-1",
+        "-e",
+        "rollback_allow_data_loss=true",
         env=password_env(fresh_pg),
     )
     assert done.rc == 0, done.output[-3000:]

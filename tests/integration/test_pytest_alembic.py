@@ -32,8 +32,9 @@ import contextlib
 import re
 import shutil
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import alembic.config
 import pytest
@@ -43,13 +44,14 @@ from pytest_alembic.config import Config as PytestAlembicConfig
 from pytest_alembic.plugin.error import AlembicTestFailure
 
 # Imported into this module so pytest collects them here (pytest-alembic docs).
-from pytest_alembic.tests import (  # noqa: F401
+from pytest_alembic.tests import (
     test_model_definitions_match_ddl,
     test_single_head_revision,
     test_up_down_consistency,
     test_upgrade,
 )
 from sqlalchemy.engine import Connection
+
 from support.pgcluster import PgCluster
 
 from .conftest import PROJECTS
@@ -175,9 +177,7 @@ BROKEN: dict[str, tuple[Callable[[Path], None], Callable[[Any], None], type[Base
 
 
 @pytest.mark.parametrize("check", list(BROKEN))
-def test_standard_check_fails_on_a_broken_equities_copy(
-    check: str, tmp_path: Path, pg_clusters: list[PgCluster], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_standard_check_fails_on_a_broken_equities_copy(check: str, tmp_path: Path, pg_clusters: list[PgCluster], monkeypatch: pytest.MonkeyPatch) -> None:
     mutate, check_fn, error, fragments = BROKEN[check]
     root = tmp_path / "equities"
     shutil.copytree(PROJECTS["equities"].parent, root, ignore=shutil.ignore_patterns("__pycache__"))

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
 from support.ansible_run import module
 
 pytestmark = pytest.mark.slow
@@ -37,8 +38,14 @@ def status(environment: str, host: str, **overrides: Any) -> dict[str, Any]:
         "last_success": {"started_at": "2026-02-28T22:00:00Z", "finished_at": "2026-02-28T22:00:04Z", "run_id": "r-1"},
         "last_drill": {"outcome": "succeeded", "finished_at": "2026-02-27T03:00:00Z", "duration": 41.5},
         "lock_holder": None,
-        "backup": {"path": "/srv/backups/x.dump", "created_at": "2026-03-01T01:00:00Z", "age_seconds": 3600, "size": 1048576,
-                   "sha256": "ab" * 32, "revision": HEAD},
+        "backup": {
+            "path": "/srv/backups/x.dump",
+            "created_at": "2026-03-01T01:00:00Z",
+            "age_seconds": 3600,
+            "size": 1048576,
+            "sha256": "ab" * 32,
+            "revision": HEAD,
+        },
         "drift": {"checked": True, "differences": [], "allowed": [], "note": ""},
         "model_drift": {"checked": True, "differences": [], "allowed": [], "note": ""},
         "review": None,
@@ -48,8 +55,15 @@ def status(environment: str, host: str, **overrides: Any) -> dict[str, Any]:
 
 
 GREEN_DB = status("prod", "db1")
-RED_DB = status("prod", "db2", current=[FIRST], pending_count=2, last_success=None, last_drill=None,
-                backup={"created_at": "2026-02-27T20:00:00Z", "size": 2048, "revision": FIRST})
+RED_DB = status(
+    "prod",
+    "db2",
+    current=[FIRST],
+    pending_count=2,
+    last_success=None,
+    last_drill=None,
+    backup={"created_at": "2026-02-27T20:00:00Z", "size": 2048, "revision": FIRST},
+)
 AMBER_DB = status("dev", "db1", lock_holder={"pid": 7, "run_id": "r-7"})
 
 
@@ -91,32 +105,59 @@ EXPECTED_JSON = {
     "policy": POLICY,
     "databases": [
         {
-            "environment": "dev", "host": "db1", "name": "equities", "database": "migrator@db1.example.com:5432/equities",
-            "status_ok": True, "policy": POLICY, "colour": "amber", "reasons": [], "notes": ["run lock held (run_id r-7, pid 7)"],
+            "environment": "dev",
+            "host": "db1",
+            "name": "equities",
+            "database": "migrator@db1.example.com:5432/equities",
+            "status_ok": True,
+            "policy": POLICY,
+            "colour": "amber",
+            "reasons": [],
+            "notes": ["run lock held (run_id r-7, pid 7)"],
             "cells": cells(**{**GREEN_CELLS, "lock": ("amber", "held (run_id r-7, pid 7)")}),
             "metrics": GREEN_METRICS,
         },
         {
-            "environment": "prod", "host": "db1", "name": "equities", "database": "migrator@db1.example.com:5432/equities",
-            "status_ok": True, "policy": POLICY, "colour": "green", "reasons": [], "notes": [],
+            "environment": "prod",
+            "host": "db1",
+            "name": "equities",
+            "database": "migrator@db1.example.com:5432/equities",
+            "status_ok": True,
+            "policy": POLICY,
+            "colour": "green",
+            "reasons": [],
+            "notes": [],
             "cells": cells(**GREEN_CELLS),
             "metrics": GREEN_METRICS,
         },
         {
-            "environment": "prod", "host": "db2", "name": "equities", "database": "migrator@db2.example.com:5432/equities",
-            "status_ok": True, "policy": POLICY, "colour": "red",
+            "environment": "prod",
+            "host": "db2",
+            "name": "equities",
+            "database": "migrator@db2.example.com:5432/equities",
+            "status_ok": True,
+            "policy": POLICY,
+            "colour": "red",
             "reasons": ["2 revision(s) behind head", "newest backup is 30.0 h old (limit 26 h)"],
             "notes": ["no successful alembic-fleet run recorded"],
-            "cells": cells(**{
-                **GREEN_CELLS,
-                "current": ("red", FIRST),
-                "pending": ("red", "2"),
-                "last_success": ("amber", "never"),
-                "backup": ("red", "30.0 h"),
-                "drill": ("green", "none"),
-            }),
-            "metrics": {"status_ok": 1, "needs_attention": 1, "pending_migrations": 2, "schema_drift": 0,
-                        "backup_age_seconds": 108000, "backup_size_bytes": 2048},
+            "cells": cells(
+                **{
+                    **GREEN_CELLS,
+                    "current": ("red", FIRST),
+                    "pending": ("red", "2"),
+                    "last_success": ("amber", "never"),
+                    "backup": ("red", "30.0 h"),
+                    "drill": ("green", "none"),
+                }
+            ),
+            "metrics": {
+                "status_ok": 1,
+                "needs_attention": 1,
+                "pending_migrations": 2,
+                "schema_drift": 0,
+                "backup_age_seconds": 108000,
+                "backup_size_bytes": 2048,
+            },
         },
     ],
 }
@@ -191,9 +232,24 @@ def dump_dom(page: Path, profile: Path) -> str:
     if binary is None:
         pytest.skip("no chromium binary on PATH: scripts/test installs Debian's chromium package (apt-get install chromium)")
     done = subprocess.run(
-        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--user-data-dir=%s" % profile, "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--user-data-dir=%s" % profile,
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -208,13 +264,13 @@ def test_html_page_in_headless_chromium(tmp_path: Path) -> None:
     assert len(tables) == 2, dom
     assert any('id="env-prod"' in table and "env-prod" in re.search(r'class="([^"]*)"', table).group(1) for table in tables), tables  # type: ignore[union-attr]
     assert any('id="env-dev"' in table for table in tables), tables
-    prod = dom[dom.index('id="env-prod"'):]
+    prod = dom[dom.index('id="env-prod"') :]
     prod = prod[: prod.index("</table>")]
     assert prod.count('<tr class="db ') == 2
     assert '<td class="cell-pending red">2</td>' in prod
     assert '<td class="cell-backup red">30.0 h</td>' in prod
     assert '<td class="cell-pending green">0</td>' in prod
-    dev = dom[dom.index('id="env-dev"'):]
+    dev = dom[dom.index('id="env-dev"') :]
     assert '<td class="cell-lock amber">held (run_id r-7, pid 7)</td>' in dev[: dev.index("</table>")]
     assert "prod/db2/equities: newest backup is 30.0 h old (limit 26 h)" in dom
     assert '<time datetime="%s">' % NOW in dom

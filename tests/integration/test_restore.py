@@ -13,6 +13,7 @@ from typing import Any
 import psycopg2
 import pytest
 import sqlalchemy as sa
+
 from ansible.module_utils.fleet_ledger import SUCCEEDED, Ledger, RunRecord
 from support.ansible_run import Run, module
 from support.pgcluster import PgCluster
@@ -42,11 +43,9 @@ def pg_engine(cluster: PgCluster, dbname: str = "equities") -> sa.Engine:
 def pg_ledger(cluster: PgCluster, dbname: str = "equities") -> list[dict[str, Any]]:
     if not cluster.execute("select to_regclass(%s) is not null", ("public.%s" % LEDGER,), dbname=dbname)[0][0]:
         return []
-    rows = cluster.execute(
-        "select entry_id, action, outcome, to_revision, undone_by, message, backup_sha256 from %s order by id" % LEDGER, dbname=dbname
-    )
+    rows = cluster.execute("select entry_id, action, outcome, to_revision, undone_by, message, backup_sha256 from %s order by id" % LEDGER, dbname=dbname)
     keys = ("entry_id", "action", "outcome", "to_revision", "undone_by", "message", "backup_sha256")
-    return [dict(zip(keys, row)) for row in rows]
+    return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
 def pg_state(cluster: PgCluster) -> tuple[Any, ...]:
@@ -276,7 +275,11 @@ def sqlite_state(path: Path) -> tuple[Any, ...]:
     conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
     try:
         tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
-        ledger = conn.execute("select entry_id, action, outcome, to_revision, undone_by, message from %s order by id" % LEDGER).fetchall() if LEDGER in tables else []
+        ledger = (
+            conn.execute("select entry_id, action, outcome, to_revision, undone_by, message from %s order by id" % LEDGER).fetchall()
+            if LEDGER in tables
+            else []
+        )
         return (
             [r[0] for r in conn.execute("select version_num from alembic_version")],
             tables,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.ansible_run import Run, module
 from support.faults import sessions, start_module, wait_for
 from support.pgcluster import PgCluster
@@ -71,9 +72,22 @@ def counts(manifest: dict[str, Any]) -> dict[tuple[str | None, str], int]:
 
 
 def ledger_rows(cluster: PgCluster) -> list[dict[str, Any]]:
-    keys = ("entry_id", "action", "outcome", "duration", "from_revision", "to_revision", "backup_path", "backup_sha256", "message", "environment", "host", "name")
+    keys = (
+        "entry_id",
+        "action",
+        "outcome",
+        "duration",
+        "from_revision",
+        "to_revision",
+        "backup_path",
+        "backup_sha256",
+        "message",
+        "environment",
+        "host",
+        "name",
+    )
     rows = cluster.execute("select %s from %s order by id" % (", ".join(keys), LEDGER), dbname="equities")
-    return [dict(zip(keys, row)) for row in rows]
+    return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
 def target_state(cluster: PgCluster) -> tuple[Any, ...]:
@@ -144,7 +158,11 @@ def test_the_manifest_holds_exact_row_counts_of_the_largest_tables(fresh_pg: lis
     none = back_up(fresh_pg, root, count_tables=0)["manifest"]
     assert "tables" not in none and none["sha256"]
 
-    run, result = call(fresh_pg, "db_backup", {**conn_args(db1), "backup_root": str(tmp_path / "bad"), "environment": "prod", "host": "db1", "name": "equities", "count_tables": -1})
+    run, result = call(
+        fresh_pg,
+        "db_backup",
+        {**conn_args(db1), "backup_root": str(tmp_path / "bad"), "environment": "prod", "host": "db1", "name": "equities", "count_tables": -1},
+    )
     fails_with(result, run.rc, "count_tables -1 is not allowed")
     assert not (tmp_path / "bad").exists()
 
@@ -339,7 +357,9 @@ def sqlite_state(path: Path) -> tuple[Any, ...]:
 def sqlite_drills(path: Path) -> list[tuple[Any, ...]]:
     conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
     try:
-        return conn.execute("select entry_id, outcome, duration, to_revision, backup_sha256, message from %s where action = 'drill' order by id" % LEDGER).fetchall()
+        return conn.execute(
+            "select entry_id, outcome, duration, to_revision, backup_sha256, message from %s where action = 'drill' order by id" % LEDGER
+        ).fetchall()
     finally:
         conn.close()
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from support.ansible_run import REPO, Run, module, playbook
 from support.pgcluster import PgCluster
 
@@ -101,7 +102,12 @@ def test_an_acknowledged_finding_does_not_block_prod_and_is_recorded(tmp_path: P
     assert version_of(db1, "equities") == ["0019"]
     review = json.loads(ledger(db1, "equities")[-1]["revisions"])[0]["review"]
     assert review["findings"] == [
-        {"rule": "ban-drop-column", "severity": "error", "table": "accounts", "acknowledgement": "status was replaced by tier in release 4.2 and nothing reads it"}
+        {
+            "rule": "ban-drop-column",
+            "severity": "error",
+            "table": "accounts",
+            "acknowledgement": "status was replaced by tier in release 4.2 and nothing reads it",
+        }
     ]
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+
 from support.ansible_run import REPO, playbook
 from support.pgcluster import PgCluster
 
@@ -51,9 +52,11 @@ def downgrade() -> None:
     op.drop_column("companies", "half_done")
 '''
 
-UNMODELLED_REVISION = FAILING_REVISION.replace('    op.execute("SELECT 1 / 0")\n', "").replace(
-    "Add a column, then fail halfway", "Add a column the models do not have"
-).replace("0bad0bad0bad", "0dd0dd0dd0dd")
+UNMODELLED_REVISION = (
+    FAILING_REVISION.replace('    op.execute("SELECT 1 / 0")\n', "")
+    .replace("Add a column, then fail halfway", "Add a column the models do not have")
+    .replace("0bad0bad0bad", "0dd0dd0dd0dd")
+)
 
 
 def history(name: str) -> list[str]:
@@ -62,9 +65,23 @@ def history(name: str) -> list[str]:
 
 
 def ledger(cluster: PgCluster, dbname: str) -> list[dict[str, Any]]:
-    columns = ("run_id", "action", "outcome", "host", "name", "operator", "from_revision", "to_revision", "backup_path", "undone_by", "entry_id", "revisions", "message")
+    columns = (
+        "run_id",
+        "action",
+        "outcome",
+        "host",
+        "name",
+        "operator",
+        "from_revision",
+        "to_revision",
+        "backup_path",
+        "undone_by",
+        "entry_id",
+        "revisions",
+        "message",
+    )
     rows = cluster.execute("select %s from %s order by id" % (", ".join(columns), LEDGER), dbname=dbname)
-    return [dict(zip(columns, row)) for row in rows]
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 def seed_companies(cluster: PgCluster, *tickers: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.ansible_run import REPO, playbook
 
 from .test_bad_input import project_copy
@@ -18,9 +19,12 @@ pytestmark = pytest.mark.slow
 
 def local(tmp_path: Path, book: str, *args: str, databases: list[dict[str, Any]] | None = None) -> Any:
     extra = [
-        "-e", "fleet_local_db_dir=%s" % (tmp_path / "db"),
-        "-e", "fleet_backup_root=%s" % (tmp_path / "backups"),
-        "-e", "fleet_backup_required=true",
+        "-e",
+        "fleet_local_db_dir=%s" % (tmp_path / "db"),
+        "-e",
+        "fleet_backup_root=%s" % (tmp_path / "backups"),
+        "-e",
+        "fleet_backup_required=true",
     ]
     if databases is not None:
         extra += ["-e", json.dumps({"fleet_databases": databases})]

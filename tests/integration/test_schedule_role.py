@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.ansible_run import REPO, Run, playbook
 
 pytestmark = pytest.mark.slow
 
 INVENTORY = REPO / "inventory" / "hosts.yml"
 USER = pwd.getpwuid(os.getuid()).pw_name
-ODD_ARGS = ["-e", "fleet_backup_keep_last=14", "-e", 'note=50% of $HOME "quoted" \'x\' \\ ;']
+ODD_ARGS = ["-e", "fleet_backup_keep_last=14", "-e", "note=50% of $HOME \"quoted\" 'x' \\ ;"]
 
 
 def settings(root: Path, manager: str, **extra: Any) -> dict[str, Any]:
@@ -84,7 +85,7 @@ def test_systemd_units(tmp_path: Path) -> None:
         {"name": "odd", "playbook": "backup.yml", "limit": "dev", "on_calendar": "hourly", "cron": "@hourly", "args": ODD_ARGS},
     ]
     values = settings(root, "systemd")
-    first = install(root, {k: v for k, v in values.items()})  # the role's default jobs
+    first = install(root, dict(values))  # the role's default jobs
     assert first.rc == 0, first.output[-3000:]
     units = root / "systemd"
     assert sorted(p.name for p in units.iterdir()) == sorted(
@@ -125,9 +126,7 @@ def test_systemd_units(tmp_path: Path) -> None:
     words = systemd_words(unit_value((units / "alembic-fleet-odd.service").read_text(), "ExecStart"))
     assert words[-7:] == ["backup.yml", "-l", "dev", *ODD_ARGS]
     if shutil.which("systemd-analyze"):
-        verify = subprocess.run(
-            ["systemd-analyze", "verify", "--man=no", *sorted(str(p) for p in units.iterdir())], capture_output=True, text=True
-        )
+        verify = subprocess.run(["systemd-analyze", "verify", "--man=no", *sorted(str(p) for p in units.iterdir())], capture_output=True, text=True)
         assert verify.returncode == 0, verify.stdout + verify.stderr
         assert verify.stderr.strip() == "", verify.stderr
     values["schedule_jobs"] = defaults_plus_one[:3]

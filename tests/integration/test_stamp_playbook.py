@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from support.ansible_run import REPO, module, playbook
 from support.pgcluster import PgCluster
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from support.ansible_run import module
-from support.pgcluster import PgCluster
 
 from ansible.module_utils.fleet_drift import allowed_by, diff_table_of
 from ansible.module_utils.fleet_ledger import FAILED, SUCCEEDED, Ledger, RunRecord
+from support.ansible_run import module
+from support.pgcluster import PgCluster
 
 from .test_bad_input import EQUITIES_INI, conn_args
 from .test_migrate_postgres import assert_no_secret, tables_of, version_of
@@ -170,7 +170,9 @@ def test_behind_head_drift_is_checked_at_the_current_revision_and_the_review_cou
         review = result["review"]
         assert review["revisions"] == [HEAD]
         assert (review["errors"], review["warnings"], review["acknowledged"]) == (
-            lint["summary"]["errors"], lint["summary"]["warnings"], lint["summary"]["acknowledged"]
+            lint["summary"]["errors"],
+            lint["summary"]["warnings"],
+            lint["summary"]["acknowledged"],
         )
         assert (review["report"], review["blocking"], review["blocked"]) == (lint["report"], lint["errors"], lint["blocked"])
         level = rules.get("lossy-downgrade")

@@ -7,9 +7,10 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -67,8 +68,8 @@ def module(
     timeout: float = 120,
 ) -> tuple[Run, dict[str, Any]]:
     """Run one module ad hoc on localhost; returns the run and its parsed result."""
-    argv = module_argv(name, module_args, *flags)
-    extra = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    argv, password_env = module_argv(name, module_args, *flags)
+    extra = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json", **password_env}
     extra.update(env or {})
     done = subprocess.run(argv, cwd=REPO, env=_env(extra), capture_output=True, text=True, timeout=timeout)
     output = done.stdout + done.stderr
@@ -79,19 +80,31 @@ def module(
     return Run(argv=argv, rc=done.returncode, output=output), result
 
 
-def module_argv(name: str, module_args: Mapping[str, Any], *flags: str) -> list[str]:
-    """The `ansible localhost -m <name>` command line for one ad-hoc module run."""
-    return [
+# A literal password in the module arguments is passed through this variable and looked up by Ansible, so that it
+# never appears on the `ansible` command line (where `ps` would show it), as the README promises for every run.
+MODULE_PASSWORD_VARIABLE = "FLEET_TEST_MODULE_PASSWORD"
+
+
+def module_argv(name: str, module_args: Mapping[str, Any], *flags: str) -> tuple[list[str], dict[str, str]]:
+    """The `ansible localhost -m <name>` command line for one ad-hoc module run, and the environment it needs."""
+    args = dict(module_args)
+    env: dict[str, str] = {}
+    password = args.get("password")
+    if isinstance(password, str) and password and "{{" not in password:
+        args["password"] = "{{ lookup('ansible.builtin.env', '%s') }}" % MODULE_PASSWORD_VARIABLE
+        env[MODULE_PASSWORD_VARIABLE] = password
+    argv = [
         str(BIN / "ansible"),
         "localhost",
         "-m",
         name,
         "-a",
-        json.dumps(dict(module_args)),
+        json.dumps(args),
         "-e",
         "ansible_python_interpreter=%s" % sys.executable,
         *flags,
     ]
+    return argv, env
 
 
 def write_yaml(path: Path, data: Any) -> Path:

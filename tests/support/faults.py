@@ -18,9 +18,10 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping, TypeVar
+from typing import IO, Any, TypeVar
 
 from support.ansible_run import BIN, REPO, Run, _env, module_argv
 from support.pgcluster import PgCluster
@@ -124,21 +125,21 @@ def parse_module_result(stdout: str) -> dict[str, Any]:
 def _start(argv: list[str], env: dict[str, str]) -> Background:
     stdout = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
     stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
-    proc = subprocess.Popen(
-        argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, text=True, start_new_session=True
-    )
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, text=True, start_new_session=True)
     return Background(argv=argv, proc=proc, stdout=stdout, stderr=stderr)
 
 
 def start_module(name: str, module_args: Mapping[str, Any], *flags: str, env: Mapping[str, str] | None = None) -> Background:
     """``support.ansible_run.module`` in the background."""
-    argv = module_argv(name, module_args, *flags)
-    extra = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    argv, password_env = module_argv(name, module_args, *flags)
+    extra = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json", **password_env}
     extra.update(env or {})
     return _start(argv, _env(extra))
 
 
-def run_module(name: str, module_args: Mapping[str, Any], *flags: str, env: Mapping[str, str] | None = None, timeout: float = 120) -> tuple[Run, dict[str, Any]]:
+def run_module(
+    name: str, module_args: Mapping[str, Any], *flags: str, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> tuple[Run, dict[str, Any]]:
     """Like ``support.ansible_run.module``, with the environment this file's runs use."""
     job = start_module(name, module_args, *flags, env=env)
     return job.wait(timeout), job.result()
@@ -224,7 +225,7 @@ def slow_project(
     down: str,
     seconds: float,
     upgrade: str = "    pass",
-    downgrade: str = "    op.execute(\"SELECT 1\")  # the upgrade changes no schema: nothing to undo",
+    downgrade: str = '    op.execute("SELECT 1")  # the upgrade changes no schema: nothing to undo',
     message: str = "Slow revision for fault tests",
 ) -> SlowProject:
     """A copy of the equities project with one extra revision that runs `upgrade`, then sleeps."""
@@ -253,8 +254,7 @@ def wait_for(what: str, probe: Callable[[], T], timeout: float, interval: float 
 def sessions(cluster: PgCluster, dbname: str, where: str, params: Any = None) -> list[tuple[Any, ...]]:
     """(pid, application_name, state, query) of the sessions on dbname matching `where`."""
     return cluster.execute(
-        "select pid, application_name, state, query from pg_stat_activity "
-        "where datname = %%s and pid <> pg_backend_pid() and (%s)" % where,
+        "select pid, application_name, state, query from pg_stat_activity where datname = %%s and pid <> pg_backend_pid() and (%s)" % where,
         (dbname, *(params or ())),
     )
 

@@ -35,16 +35,17 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-__all__ = ["PgCluster", "pg_bin_dir", "start_cluster", "SERVER_USER"]
+__all__ = ["SERVER_USER", "PgCluster", "pg_bin_dir", "start_cluster"]
 
 #: OS user that owns and runs the server when the tests run as root.
 SERVER_USER = "postgres"
@@ -86,10 +87,7 @@ def pg_bin_dir() -> Path:
         m = re.search(r"/postgresql/([0-9.]+)/bin$", p)
         return tuple(int(x) for x in m.group(1).split(".") if x) if m else (0,)
 
-    candidates.extend(
-        Path(p)
-        for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_major, reverse=True)
-    )
+    candidates.extend(Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_major, reverse=True))
     for cand in candidates:
         if all(os.access(cand / tool, os.X_OK) for tool in ("initdb", "pg_ctl", "postgres")):
             return cand
@@ -112,8 +110,7 @@ def _server_ids() -> tuple[int, int] | None:
         pw = pwd.getpwnam(SERVER_USER)
     except KeyError:
         raise RuntimeError(
-            f"running as root but there is no {SERVER_USER!r} OS user to run the "
-            f"server as; install {SERVER_PACKAGE} (it creates that user)."
+            f"running as root but there is no {SERVER_USER!r} OS user to run the server as; install {SERVER_PACKAGE} (it creates that user)."
         ) from None
     return pw.pw_uid, pw.pw_gid
 
@@ -298,9 +295,13 @@ class PgCluster:
             self._run(
                 [
                     self.bin_dir / "pg_ctl",
-                    "-D", self.data_dir,
-                    "-l", self.log_file,
-                    "-w", "-t", str(_START_TIMEOUT),
+                    "-D",
+                    self.data_dir,
+                    "-l",
+                    self.log_file,
+                    "-w",
+                    "-t",
+                    str(_START_TIMEOUT),
                     "start",
                 ]
             )
@@ -317,10 +318,7 @@ class PgCluster:
             check=False,
         )
         if proc.returncode != 0 and pid is not None and _pid_alive(pid):
-            raise RuntimeError(
-                f"[{self.name}] pg_ctl stop failed (rc={proc.returncode}) and postmaster "
-                f"{pid} is still alive:\n{proc.stdout}{proc.stderr}"
-            )
+            raise RuntimeError(f"[{self.name}] pg_ctl stop failed (rc={proc.returncode}) and postmaster {pid} is still alive:\n{proc.stdout}{proc.stderr}")
         # pg_ctl -w returns once postmaster.pid is gone; wait for the process too
         # and reap it if it was adopted by this process (see _adopt_orphans).
         deadline = time.monotonic() + 10
@@ -338,11 +336,7 @@ class PgCluster:
     # ------------------------------------------------------------ SQL access
     def connect(self, dbname: str = "postgres", *, superuser: bool = True) -> psycopg2.extensions.connection:
         """Autocommit psycopg2 connection over TCP (scram) as the superuser or the app user."""
-        user, password = (
-            (self.superuser, self.superuser_password)
-            if superuser
-            else (self.app_user, self.app_password)
-        )
+        user, password = (self.superuser, self.superuser_password) if superuser else (self.app_user, self.app_password)
         conn = psycopg2.connect(
             host=self.host,
             port=self.port,
@@ -366,11 +360,7 @@ class PgCluster:
             conn.close()
 
     def create_database(self, name: str, owner: str | None = None) -> None:
-        self.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(name), sql.Identifier(owner or self.app_user)
-            )
-        )
+        self.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner or self.app_user)))
 
     def drop_database(self, name: str) -> None:
         self.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -385,10 +375,7 @@ class PgCluster:
 
         Supply the password out of band (e.g. ``connect_args={"password": ...}``).
         """
-        return (
-            f"postgresql+psycopg2://{quote(user or self.app_user, safe='')}"
-            f"@{self.host}:{self.port}/{quote(dbname, safe='')}"
-        )
+        return f"postgresql+psycopg2://{quote(user or self.app_user, safe='')}@{self.host}:{self.port}/{quote(dbname, safe='')}"
 
     def log_text(self) -> str:
         try:
@@ -410,12 +397,14 @@ def _initdb(cluster: PgCluster, ids: tuple[int, int] | None) -> None:
         cluster._run(
             [
                 cluster.bin_dir / "initdb",
-                "-D", cluster.data_dir,
+                "-D",
+                cluster.data_dir,
                 f"--username={cluster.superuser}",
                 f"--pwfile={pwfile}",
                 "--auth-local=scram-sha-256",
                 "--auth-host=scram-sha-256",
-                "-E", "UTF8",
+                "-E",
+                "UTF8",
                 "--locale=C",
                 "--no-sync",
                 "--no-instructions",
@@ -474,15 +463,9 @@ def start_cluster(name: str, *, root: Path | None = None) -> PgCluster:
         conn = cluster.connect()
         try:
             # Send a client-side computed SCRAM verifier, never the clear text.
-            verifier = psycopg2.extensions.encrypt_password(
-                cluster.app_password, cluster.app_user, conn, "scram-sha-256"
-            )
+            verifier = psycopg2.extensions.encrypt_password(cluster.app_password, cluster.app_user, conn, "scram-sha-256")
             with conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
-                        sql.Identifier(cluster.app_user), sql.Literal(verifier)
-                    )
-                )
+                cur.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(sql.Identifier(cluster.app_user), sql.Literal(verifier)))
         finally:
             conn.close()
     except BaseException:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import psycopg2
 import pytest
@@ -32,16 +32,12 @@ def _leaked(text: str, clusters: list[PgCluster]) -> list[str]:
 
 
 def _ps_args() -> str:
-    return subprocess.run(
-        ["ps", "-eo", "args"], capture_output=True, text=True, check=True
-    ).stdout
+    return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
 
 
 def _postgres_processes_under(base_dir: Path) -> list[str]:
     """ps lines (incl. zombies) of postgres processes whose args mention base_dir."""
-    out = subprocess.run(
-        ["ps", "-eo", "pid,stat,args"], capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run(["ps", "-eo", "pid,stat,args"], capture_output=True, text=True, check=True).stdout
     return [line for line in out.splitlines() if str(base_dir) in line]
 
 
@@ -93,23 +89,18 @@ def test_app_user_scram_login_over_tcp(clusters: list[PgCluster]) -> None:
         finally:
             conn.close()
         rows = c.execute(
-            "SELECT rolcanlogin, rolcreatedb, rolsuper, left(rolpassword, 14) "
-            "FROM pg_authid WHERE rolname = %s",
+            "SELECT rolcanlogin, rolcreatedb, rolsuper, left(rolpassword, 14) FROM pg_authid WHERE rolname = %s",
             (c.app_user,),
         )
         assert rows == [(True, True, False, "SCRAM-SHA-256$")]
-        hba = c.execute(
-            "SELECT DISTINCT auth_method FROM pg_hba_file_rules WHERE error IS NULL"
-        )
+        hba = c.execute("SELECT DISTINCT auth_method FROM pg_hba_file_rules WHERE error IS NULL")
         assert hba == [("scram-sha-256",)]
 
 
 def test_sqlalchemy_url_with_out_of_band_password(clusters: list[PgCluster]) -> None:
     sqlalchemy = pytest.importorskip("sqlalchemy")
     c = clusters[0]
-    engine = sqlalchemy.create_engine(
-        c.url("postgres"), connect_args={"password": c.app_password}
-    )
+    engine = sqlalchemy.create_engine(c.url("postgres"), connect_args={"password": c.app_password})
     try:
         with engine.connect() as conn:
             assert conn.execute(sqlalchemy.text("SELECT current_user")).scalar() == "migrator"
@@ -122,8 +113,12 @@ def test_wrong_password_rejected(clusters: list[PgCluster]) -> None:
         for user in (c.app_user, c.superuser):
             with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
                 psycopg2.connect(
-                    host=c.host, port=c.port, dbname="postgres", user=user,
-                    password="definitely-wrong", connect_timeout=5,
+                    host=c.host,
+                    port=c.port,
+                    dbname="postgres",
+                    user=user,
+                    password="definitely-wrong",
+                    connect_timeout=5,
                 )
 
 
@@ -131,8 +126,12 @@ def test_passwords_do_not_cross_clusters(clusters: list[PgCluster]) -> None:
     a, b = clusters
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         psycopg2.connect(
-            host=b.host, port=b.port, dbname="postgres", user=b.app_user,
-            password=a.app_password, connect_timeout=5,
+            host=b.host,
+            port=b.port,
+            dbname="postgres",
+            user=b.app_user,
+            password=a.app_password,
+            connect_timeout=5,
         )
 
 
@@ -173,9 +172,7 @@ def test_create_reset_drop_database(clusters: list[PgCluster]) -> None:
         for name in ("fleet_test", "owned_by_postgres"):
             c.drop_database(name)
             c.drop_database(name)  # IF EXISTS: idempotent
-        assert c.execute(
-            "SELECT datname FROM pg_database WHERE datname IN ('fleet_test', 'owned_by_postgres')"
-        ) == []
+        assert c.execute("SELECT datname FROM pg_database WHERE datname IN ('fleet_test', 'owned_by_postgres')") == []
 
 
 def test_passwords_not_in_process_list_or_logs(clusters: list[PgCluster]) -> None:

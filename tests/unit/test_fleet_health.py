@@ -9,12 +9,14 @@ import json
 import os
 import random
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from ansible.module_utils.fleet_common import FleetError
 from ansible.module_utils.fleet_health import (
     AMBER,
@@ -36,9 +38,8 @@ from ansible.module_utils.fleet_render import (
     render_prometheus,
     report,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
-NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
 NOW_TEXT = "2026-03-01T02:00:00Z"
 HEAD = "e5f7293c4a65"
 PREFIX = "prod/db1/equities: "
@@ -132,7 +133,12 @@ def test_a_healthy_database_is_green_with_nothing_to_say() -> None:
             "drill",
         ),
         ({"last_drill": {"outcome": "failed"}}, {}, ["last restore drill failed"], "drill"),
-        ({"last_drill": {"outcome": "succeeded", "finished_at": "2026-02-20T02:00:00Z"}}, {"max_drill_age_days": 7}, ["no successful restore drill in 7 days"], "drill"),
+        (
+            {"last_drill": {"outcome": "succeeded", "finished_at": "2026-02-20T02:00:00Z"}},
+            {"max_drill_age_days": 7},
+            ["no successful restore drill in 7 days"],
+            "drill",
+        ),
         ({"last_drill": None}, {"max_drill_age_days": 1}, ["no successful restore drill in 1 day"], "drill"),
         ({"review": {"errors": 2, "warnings": 1, "acknowledged": 0, "blocked": True, "report": ["..."]}}, {}, ["review blocks: 2 error(s)"], "review"),
     ],
@@ -146,7 +152,13 @@ def test_every_reason_kind(overrides: dict[str, Any], policy: dict[str, Any], ex
 
 
 def test_a_failed_status_is_a_reason_and_the_rest_unknown() -> None:
-    status = {"environment": "prod", "host": "db2", "name": "algorithms", "failed": True, "msg": "could not connect to server: Connection refused\n\tIs the server running?"}
+    status = {
+        "environment": "prod",
+        "host": "db2",
+        "name": "algorithms",
+        "failed": True,
+        "msg": "could not connect to server: Connection refused\n\tIs the server running?",
+    }
     db = judged(status)
     assert db.reasons == ["status failed: could not connect to server: Connection refused"]
     assert db.cells["current"].colour == RED and db.cells["current"].value == "status failed"
@@ -157,8 +169,15 @@ def test_a_failed_status_is_a_reason_and_the_rest_unknown() -> None:
 
 
 def test_a_status_registered_with_failed_when_false_still_counts_as_failed() -> None:
-    registered = {"environment": "prod", "host": "db2", "name": "equities", "failed": False, "failed_when_result": False,
-                  "heads": [HEAD], "msg": "database 'equities' does not exist on db2: create it."}
+    registered = {
+        "environment": "prod",
+        "host": "db2",
+        "name": "equities",
+        "failed": False,
+        "failed_when_result": False,
+        "heads": [HEAD],
+        "msg": "database 'equities' does not exist on db2: create it.",
+    }
     assert judged(registered).reasons == ["status failed: database 'equities' does not exist on db2: create it."]
     assert judged(healthy(msg="all fine")).reasons == []  # a real result with a msg
 
@@ -181,8 +200,12 @@ def test_allowed_drift_is_not_a_reason() -> None:
     assert db.reasons == ["schema drift: add_column('trades', 'note')"]
     assert db.cells["drift"].value == "schema drift: 1 difference(s) (1 allowed); model drift: ok"
 
-    only_allowed = judged(healthy(drift={"checked": True, "differences": ["remove_index('ix_old')"], "allowed": ["remove_index('ix_old')"]},
-                                  model_drift={"checked": True, "differences": [], "allowed": ["add_table('tmp')"]}))
+    only_allowed = judged(
+        healthy(
+            drift={"checked": True, "differences": ["remove_index('ix_old')"], "allowed": ["remove_index('ix_old')"]},
+            model_drift={"checked": True, "differences": [], "allowed": ["add_table('tmp')"]},
+        )
+    )
     assert only_allowed.reasons == [] and only_allowed.colour == GREEN
     assert only_allowed.cells["drift"].value == "schema drift: ok (1 allowed); model drift: ok (1 allowed)"
     assert only_allowed.metrics["schema_drift"] == 0
@@ -196,7 +219,9 @@ def test_policy_switches() -> None:
     # No drills required: none recorded is fine, an old one too, a failed one never.
     assert judged(healthy(last_drill=None)).reasons == []
     assert judged(healthy(last_drill={"outcome": "succeeded", "finished_at": "2025-01-01T00:00:00Z"})).reasons == []
-    assert judged(healthy(last_drill={"outcome": "failed", "finished_at": "2025-01-01T00:00:00Z"})).reasons == ["last restore drill failed (2025-01-01T00:00:00Z)"]
+    assert judged(healthy(last_drill={"outcome": "failed", "finished_at": "2025-01-01T00:00:00Z"})).reasons == [
+        "last restore drill failed (2025-01-01T00:00:00Z)"
+    ]
     # A recent successful drill satisfies the requirement.
     assert judged(healthy(), max_drill_age_days=7).reasons == []
 
@@ -206,10 +231,16 @@ def test_policy_switches() -> None:
     [
         ({"review": {"errors": 0, "warnings": 2, "acknowledged": 0, "blocked": False, "report": []}}, "review", "review: 2 warning(s) (not blocking)"),
         ({"review": {"errors": 1, "warnings": 0, "acknowledged": 1, "blocked": False}}, "review", "review: 1 error(s), 1 acknowledged (not blocking)"),
-        ({"lock_holder": {"pid": 4242, "run_id": "r-9", "client": "ctl.example.com", "since": "2026-03-01T01:59:00Z"}}, "lock",
-         "run lock held (run_id r-9, pid 4242, client ctl.example.com, since 2026-03-01T01:59:00Z)"),
-        ({"model_drift": {"checked": False, "differences": [], "allowed": [], "note": "no target_metadata in env.py"}}, "drift",
-         "model drift not checked: no target_metadata in env.py"),
+        (
+            {"lock_holder": {"pid": 4242, "run_id": "r-9", "client": "ctl.example.com", "since": "2026-03-01T01:59:00Z"}},
+            "lock",
+            "run lock held (run_id r-9, pid 4242, client ctl.example.com, since 2026-03-01T01:59:00Z)",
+        ),
+        (
+            {"model_drift": {"checked": False, "differences": [], "allowed": [], "note": "no target_metadata in env.py"}},
+            "drift",
+            "model drift not checked: no target_metadata in env.py",
+        ),
         ({"drift": None}, "drift", "schema drift not checked"),
         ({"heads": ["aaa", "bbb"], "current": ["aaa", "bbb"]}, "head", "the project has 2 heads (aaa, bbb): merge them"),
         ({"last_success": None}, "last_success", "no successful alembic-fleet run recorded"),
@@ -236,8 +267,18 @@ def test_unknown_and_malformed_fields_are_tolerated() -> None:
     assert unreadable.notes == ["backups unknown: cannot list /srv/backups: permission denied"]
 
     garbage = judged(
-        healthy(pending_count="lots", current=None, heads="e5f7293c4a65", backup="yesterday", drift=["x"], model_drift=42,
-                review="fine", lock_holder=[], last_success="never", last_drill={"outcome": None, "duration": "slow"})
+        healthy(
+            pending_count="lots",
+            current=None,
+            heads="e5f7293c4a65",
+            backup="yesterday",
+            drift=["x"],
+            model_drift=42,
+            review="fine",
+            lock_holder=[],
+            last_success="never",
+            last_drill={"outcome": None, "duration": "slow"},
+        )
     )
     assert garbage.reasons == []
     assert garbage.cells["pending"].value == "unknown"
@@ -250,8 +291,12 @@ def test_unknown_and_malformed_fields_are_tolerated() -> None:
     assert judged({k: v for k, v in healthy().items() if k != "pending_count"}).metrics["pending_migrations"] == 0
     assert judged({**{k: v for k, v in healthy().items() if k != "pending_count"}, "pending": [{}, {}, {}]}).reasons == ["3 revision(s) behind head"]
     # last_success missing: the newest succeeded ledger row.
-    from_runs = judged({**{k: v for k, v in healthy().items() if k != "last_success"},
-                        "last_runs": [{"outcome": "failed", "finished_at": "2026-03-01T01:00:00Z"}, {"outcome": "succeeded", "finished_at": "2026-02-28T02:00:00Z"}]})
+    from_runs = judged(
+        {
+            **{k: v for k, v in healthy().items() if k != "last_success"},
+            "last_runs": [{"outcome": "failed", "finished_at": "2026-03-01T01:00:00Z"}, {"outcome": "succeeded", "finished_at": "2026-02-28T02:00:00Z"}],
+        }
+    )
     assert from_runs.metrics["seconds_since_last_success"] == 86400
     # Identity missing: "unknown", the label standing in for the name.
     anonymous = judge_fleet([{"database": "sqlite:/srv/x.db", "pending_count": 1}], Policy(), NOW)
@@ -330,9 +375,16 @@ def test_prometheus_textfile_parses_and_omits_unknowns() -> None:
     assert "NaN" not in text and "Inf" not in text
     families = {family.name: family for family in text_string_to_metric_families(text)}
     assert set(families) == {
-        "alembic_fleet_status_ok", "alembic_fleet_needs_attention", "alembic_fleet_pending_migrations", "alembic_fleet_schema_drift",
-        "alembic_fleet_seconds_since_last_success", "alembic_fleet_backup_age_seconds", "alembic_fleet_backup_size_bytes",
-        "alembic_fleet_drill_success", "alembic_fleet_drill_duration_seconds", "alembic_fleet_report_timestamp_seconds",
+        "alembic_fleet_status_ok",
+        "alembic_fleet_needs_attention",
+        "alembic_fleet_pending_migrations",
+        "alembic_fleet_schema_drift",
+        "alembic_fleet_seconds_since_last_success",
+        "alembic_fleet_backup_age_seconds",
+        "alembic_fleet_backup_size_bytes",
+        "alembic_fleet_drill_success",
+        "alembic_fleet_drill_duration_seconds",
+        "alembic_fleet_report_timestamp_seconds",
     }
     assert all(family.type == "gauge" and family.documentation for family in families.values())
 
@@ -342,7 +394,10 @@ def test_prometheus_textfile_parses_and_omits_unknowns() -> None:
     assert samples("alembic_fleet_status_ok")[("prod", "db3", "equities")] == 0
     assert samples("alembic_fleet_status_ok")[("prod", "db1", "equities")] == 1
     assert samples("alembic_fleet_pending_migrations") == {
-        ("dev", "db1", "algorithms"): 0, ("dev", "db1", "equities"): 0, ("prod", "db1", "equities"): 0, ("prod", "db2", "equities"): 1,
+        ("dev", "db1", "algorithms"): 0,
+        ("dev", "db1", "equities"): 0,
+        ("prod", "db1", "equities"): 0,
+        ("prod", "db2", "equities"): 1,
     }  # the failed status has no sample, not a NaN
     assert samples("alembic_fleet_schema_drift")[("dev", "db1", "equities")] == 1
     assert ("prod", "db2", "equities") not in samples("alembic_fleet_backup_age_seconds")
@@ -399,16 +454,14 @@ def test_html_has_one_table_per_environment_and_coloured_cells() -> None:
     assert ("cell-lock amber", "held (pid 1)") in parsed.cells
     assert ("cell-current green", HEAD) in parsed.cells
     assert "<style>" in page and "<link" not in page and "<script" not in page and "http" not in page.split("</head>")[0]
-    assert "Generated <time datetime=\"2026-03-01T02:00:00Z\">" in page
+    assert 'Generated <time datetime="2026-03-01T02:00:00Z">' in page
     assert '<span class="state red" id="state">red</span>' in page
     assert "prod/db2/equities: no backup" in page
 
 
 def test_html_and_markdown_escape_everything() -> None:
     nasty = '<script>alert("x")</script>'
-    health = judge_fleet(
-        [healthy(environment='st"age<1>', name=nasty, drift={"checked": True, "differences": ["a | b <i>"], "allowed": []})], Policy(), NOW
-    )
+    health = judge_fleet([healthy(environment='st"age<1>', name=nasty, drift={"checked": True, "differences": ["a | b <i>"], "allowed": []})], Policy(), NOW)
     page = render_html(health)
     assert "<script>" not in page and "<i>" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from ansible.module_utils.fleet_common import FleetError
 from ansible.module_utils.fleet_review import (
     OperationFinding,
@@ -391,7 +392,7 @@ def test_unknown_table_is_an_existing_table(tmp_path: Path) -> None:
 
 
 def test_helper_functions_are_followed_one_level_deep(tmp_path: Path) -> None:
-    helpers = '''
+    helpers = """
         def _backfill(connection):
             connection.execute(sa.text("UPDATE accounts SET tier = 'basic'"))
 
@@ -406,7 +407,7 @@ def test_helper_functions_are_followed_one_level_deep(tmp_path: Path) -> None:
             op.drop_table("legacy")
 
 
-        '''
+        """
     result = review(tmp_path, "_columns()", "_backfill(op.get_bind())", "_columns()", before=helpers)
     assert [(f.rule, f.statement) for f in result.findings] == [
         ("require-concurrent-index-creation", "op.create_index('ix_accounts_tier', 'accounts', ['tier'])"),
@@ -415,27 +416,27 @@ def test_helper_functions_are_followed_one_level_deep(tmp_path: Path) -> None:
 
 
 def test_helper_inside_an_autocommit_block(tmp_path: Path) -> None:
-    helper = '''
+    helper = """
         def _index() -> None:
             op.create_index("ix_r", "accounts", ["region"], postgresql_concurrently=True, if_not_exists=True)
 
 
-        '''
+        """
     assert rules(tmp_path, AUTOCOMMIT, "    _index()", before=helper) == []
 
 
 def test_findings_are_ordered_by_line(tmp_path: Path) -> None:
-    after = '''
+    after = """
 
         def _later() -> None:
             op.drop_column("accounts", "region")
-        '''
-    before = '''
+        """
+    before = """
         def _earlier() -> None:
             op.rename_table("owners", "account_owners")
 
 
-        '''
+        """
     result = review(tmp_path, "_later()", "op.drop_table('legacy')", "_earlier()", before=before, after=after)
     lines = [finding.line for finding in result.findings]
     assert [f.rule for f in result.findings] == ["renaming-table", "ban-drop-table", "ban-drop-column"]

@@ -6,13 +6,15 @@ diffs from SQLite."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import sys
 import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -20,6 +22,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
+
 from ansible.module_utils.fleet_alembic import (
     AlembicProject,
     AlembicRun,
@@ -55,9 +58,7 @@ def write(path: Path, text: str | bytes) -> Path:
 # -- load_project ----------------------------------------------------------------
 def test_load_project_accepts_the_bundled_project() -> None:
     project = load_project(str(EQUITIES_INI))
-    assert project == AlembicProject(
-        config_path=str(EQUITIES_INI), project_dir=str(EQUITIES_INI.parent), ini_section="alembic"
-    )
+    assert project == AlembicProject(config_path=str(EQUITIES_INI), project_dir=str(EQUITIES_INI.parent), ini_section="alembic")
 
 
 def test_load_project_makes_paths_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,7 +232,7 @@ def test_plan_from_empty_to_head_lists_every_revision_in_order(run: AlembicRun, 
     assert [step.revision for step in steps] == history
     assert all(isinstance(step, Step) and step.direction == "upgrade" for step in steps)
     assert steps[0].down_revision == ()
-    for before, step in zip(steps, steps[1:]):
+    for before, step in itertools.pairwise(steps):
         assert step.down_revision == (before.revision,)
     for step in steps:
         data = step.as_dict()
@@ -552,8 +553,10 @@ def test_describe_type_and_nullable_changes(tmp_path: Path) -> None:
     found = sorted(describe_diff(diff) for diff in diffs)
     assert found == [
         "column companies.name nullable differs: database has True, models have False",
-        "column companies.symbol type differs: database has INTEGER, models have VARCHAR(12); "
-        "column companies.symbol nullable differs: database has False, models have True",
+        (
+            "column companies.symbol type differs: database has INTEGER, models have VARCHAR(12); "
+            "column companies.symbol nullable differs: database has False, models have True"
+        ),
     ]
     grouped = [diff for diff in diffs if isinstance(diff, list) and len(diff) == 2]
     assert grouped, "compare_metadata groups the changes of one column"
@@ -593,9 +596,7 @@ def test_describe_named_foreign_key(tmp_path: Path) -> None:
         "CREATE TABLE companies (id INTEGER NOT NULL PRIMARY KEY)",
         "CREATE TABLE prices (id INTEGER NOT NULL PRIMARY KEY, company_id INTEGER)",
     ]
-    assert sentences(tmp_path, ddl, metadata) == [
-        "foreign key fk_prices_company on prices is in the models but not in the database"
-    ]
+    assert sentences(tmp_path, ddl, metadata) == ["foreign key fk_prices_company on prices is in the models but not in the database"]
 
 
 def test_describe_unnamed_foreign_key(tmp_path: Path) -> None:
@@ -611,9 +612,7 @@ def test_describe_unnamed_foreign_key(tmp_path: Path) -> None:
         "CREATE TABLE companies (id INTEGER NOT NULL PRIMARY KEY)",
         "CREATE TABLE prices (id INTEGER NOT NULL PRIMARY KEY, company_id INTEGER REFERENCES companies (id))",
     ]
-    assert sentences(tmp_path, ddl, metadata) == [
-        "foreign key (unnamed) on prices is in the database but not in the models"
-    ]
+    assert sentences(tmp_path, ddl, metadata) == ["foreign key (unnamed) on prices is in the database but not in the models"]
 
 
 def test_describe_unknown_difference_falls_back_to_repr() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
 from ansible.module_utils.fleet_common import (
     DbTarget,
     FleetError,
@@ -38,58 +39,96 @@ def refusal(url: str | None, password: str | None = None) -> str:
         (
             "postgresql://deploy@db1.example.com:5433/equities",
             "postgresql+psycopg2://deploy@db1.example.com:5433/equities",
-            "db1.example.com", 5433, "deploy", "equities", "psycopg2",
+            "db1.example.com",
+            5433,
+            "deploy",
+            "equities",
+            "psycopg2",
         ),
         (
             "postgresql://deploy@db1.example.com/equities",
             "postgresql+psycopg2://deploy@db1.example.com/equities",
-            "db1.example.com", 5432, "deploy", "equities", "psycopg2",
+            "db1.example.com",
+            5432,
+            "deploy",
+            "equities",
+            "psycopg2",
         ),
         (
             "postgresql://db1:6000/algorithms",
             "postgresql+psycopg2://db1:6000/algorithms",
-            "db1", 6000, None, "algorithms", "psycopg2",
+            "db1",
+            6000,
+            None,
+            "algorithms",
+            "psycopg2",
         ),
         (
             "postgresql:///equities",
             "postgresql+psycopg2:///equities",
-            None, 5432, None, "equities", "psycopg2",
+            None,
+            5432,
+            None,
+            "equities",
+            "psycopg2",
         ),
         (
             "postgresql+psycopg2://deploy@db1/equities",
             "postgresql+psycopg2://deploy@db1/equities",
-            "db1", 5432, "deploy", "equities", "psycopg2",
+            "db1",
+            5432,
+            "deploy",
+            "equities",
+            "psycopg2",
         ),
         (
             "postgresql+pg8000://deploy@db1/equities",
             "postgresql+pg8000://deploy@db1/equities",
-            "db1", 5432, "deploy", "equities", "pg8000",
+            "db1",
+            5432,
+            "deploy",
+            "equities",
+            "pg8000",
         ),
         (
             "postgres://deploy@db1:5432/equities",
             "postgresql+psycopg2://deploy@db1:5432/equities",
-            "db1", 5432, "deploy", "equities", "psycopg2",
+            "db1",
+            5432,
+            "deploy",
+            "equities",
+            "psycopg2",
         ),
         (
             "POSTGRESQL://deploy@db1/equities",
             "postgresql+psycopg2://deploy@db1/equities",
-            "db1", 5432, "deploy", "equities", "psycopg2",
+            "db1",
+            5432,
+            "deploy",
+            "equities",
+            "psycopg2",
         ),
         (
             "  postgresql://deploy@db1/equities\n",
             "postgresql+psycopg2://deploy@db1/equities",
-            "db1", 5432, "deploy", "equities", "psycopg2",
+            "db1",
+            5432,
+            "deploy",
+            "equities",
+            "psycopg2",
         ),
         (
             "postgresql://app%40corp@db1/my%20db?sslmode=require",
             "postgresql+psycopg2://app%40corp@db1/my%20db?sslmode=require",
-            "db1", 5432, "app@corp", "my db", "psycopg2",
+            "db1",
+            5432,
+            "app@corp",
+            "my db",
+            "psycopg2",
         ),
     ],
 )
-def test_postgresql_url_is_split_and_normalised(
-    url: str, expected_url: str, host: str | None, port: int, user: str | None, dbname: str, driver: str
-) -> None:
+def test_postgresql_url_is_split_and_normalised(url: str, expected_url: str, host: str | None, port: int, user: str | None, dbname: str, driver: str) -> None:
     target = parse_target(url, None)
     assert target.url == expected_url
     assert target.dialect == "postgresql"

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from ansible.module_utils.fleet_common import FleetError, parse_target
 from ansible.module_utils.fleet_lock import RunLock, sqlite_holder, sqlite_holder_path
 
@@ -43,7 +44,11 @@ def test_second_run_waits_then_fails_naming_the_holder(database: Path) -> None:
 def test_the_lock_dies_with_a_killed_holder(database: Path) -> None:
     target = parse_target("sqlite:///%s" % database, None)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, time; f = open(%r, 'rb'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)" % str(database)],
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, time; f = open(%r, 'rb'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)" % str(database),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from ansible.module_utils.fleet_backup import (
     MANIFEST_SUFFIX,
     backup_directory,
@@ -26,7 +27,7 @@ from ansible.module_utils.fleet_retention import (
     plan_retention,
 )
 
-NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture()

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from ansible.module_utils.fleet_common import FleetError
 from ansible.module_utils.fleet_review import (
     IRREVERSIBLE,
@@ -67,9 +68,7 @@ def test_no_downgrade_function(tmp_path: Path) -> None:
 def test_empty_downgrade(tmp_path: Path, lines: tuple[str, ...], shown: str) -> None:
     result = downgrade(tmp_path, *lines)
     assert result.kind == IRREVERSIBLE
-    assert result.reasons == (
-        "downgrade() is empty (%s): the schema would stay while the version goes back" % shown,
-    )
+    assert result.reasons == ("downgrade() is empty (%s): the schema would stay while the version goes back" % shown,)
 
 
 def test_raise_not_implemented(tmp_path: Path) -> None:
@@ -175,9 +174,7 @@ def test_drop_column_with_unknown_names(tmp_path: Path) -> None:
 )
 def test_alter_column_type(tmp_path: Path, lines: tuple[str, ...], label: str) -> None:
     result = downgrade(tmp_path, *lines)
-    assert result == Reversibility(
-        LOSSY, ("changes the type of %s: values may be truncated or fail to convert" % label,)
-    )
+    assert result == Reversibility(LOSSY, ("changes the type of %s: values may be truncated or fail to convert" % label,))
 
 
 # -- lossy: SQL --------------------------------------------------------------
@@ -232,7 +229,7 @@ def test_safe_twins_are_reversible(tmp_path: Path, lines: tuple[str, ...]) -> No
 
 # -- helpers called from downgrade() -----------------------------------------
 def test_helpers_are_followed_one_level(tmp_path: Path) -> None:
-    body = '''\
+    body = """\
     def _drop_everything() -> None:
         op.drop_table("signals")
         _deeper()
@@ -245,22 +242,20 @@ def test_helpers_are_followed_one_level(tmp_path: Path) -> None:
     def downgrade() -> None:
         op.drop_index("ix_signals_time", table_name="signals")
         _drop_everything()
-    '''
+    """
     result = revision(tmp_path, body)
-    assert result == Reversibility(
-        LOSSY, ("drops table signals (its rows are lost) (in _drop_everything(), called by downgrade())",)
-    )
+    assert result == Reversibility(LOSSY, ("drops table signals (its rows are lost) (in _drop_everything(), called by downgrade())",))
 
 
 def test_raise_in_a_helper(tmp_path: Path) -> None:
-    body = '''\
+    body = """\
     def _refuse() -> None:
         raise NotImplementedError
 
 
     def downgrade() -> None:
         _refuse()
-    '''
+    """
     result = revision(tmp_path, body)
     assert result == Reversibility(IRREVERSIBLE, ("_refuse(), called by downgrade(), raises NotImplementedError",))
 

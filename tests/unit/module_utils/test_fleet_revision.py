@@ -7,6 +7,7 @@ mistake must be a FleetError whose message is one line that says what to do.
 from __future__ import annotations
 
 import pytest
+
 from ansible.module_utils.fleet_common import FleetError
 from ansible.module_utils.fleet_revision import (
     MIN_PREFIX,
@@ -81,9 +82,7 @@ ACCEPTED: list[tuple[str, str, str, str | None, str | None, int]] = [
     ACCEPTED,
     ids=["%s-%s" % (row[1], row[0].strip()) for row in ACCEPTED],
 )
-def test_accepted_target_is_normalised(
-    written: str, direction: str, alembic: str, ref: str | None, branch: str | None, offset: int
-) -> None:
+def test_accepted_target_is_normalised(written: str, direction: str, alembic: str, ref: str | None, branch: str | None, offset: int) -> None:
     spec = parse_target(written, direction)
     assert spec == TargetSpec(given=written.strip(), alembic=alembic, branch=branch, ref=ref, offset=offset)
     assert spec.is_relative_to_current is (ref is None)
