@@ -88,6 +88,38 @@ options:
     description: Whether unacknowledged review errors set C(blocked) in RV(review). The module still succeeds.
     type: bool
     default: false
+  config:
+    description:
+      - Path of the Alembic project's C(alembic.ini). Any ordinary Alembic project works; its C(env.py) receives
+        the live connection as C(config.attributes["connection"]), the password-free URL as
+        C(config.attributes["url"]), C(sqlalchemy.url) and C(DATABASE_URL), and the password through C(PGPASSFILE).
+      - Required unless O(databases) is given.
+    required: false
+  url:
+    description:
+      - SQLAlchemy URL of the target database, without a password, for example
+        C(postgresql://migrator@db1.example.com:5432/equities) or C(sqlite:////srv/app/var/equities.db).
+      - A URL that contains a password is refused; pass the password in O(password).
+      - Required unless O(databases) is given.
+    required: false
+  databases:
+    description:
+      - Several databases in one call (a host's whole list), instead of O(config), O(url) and O(password) - one
+        module start for all of them. Each entry gets this module's other options, overridden by its own.
+      - The result is RV(databases), one status per entry in order. A database that cannot be read is reported
+        there (C(failed), C(msg)) and the module still succeeds, so the caller decides.
+    type: list
+    elements: dict
+    suboptions:
+      name: {description: A name for the entry, returned with its status., type: str, required: true}
+      config: {description: O(config) of this database., type: path, required: true}
+      url: {description: O(url) of this database., type: str, required: true}
+      password: {description: O(password) of this database., type: str}
+      project_dir: {description: O(project_dir) of this database., type: path}
+      target: {description: O(target) for this database., type: str}
+      create_database: {description: O(create_database) for this database., type: bool}
+      backup_dir: {description: O(backup_dir) of this database., type: path}
+      drift_allow: {description: O(drift_allow) for this database (replaces the module's)., type: list, elements: str}
 attributes:
   check_mode:
     support: full
@@ -269,11 +301,23 @@ review:
     report: {description: One line per finding, as M(alembic_lint) prints them., type: list, elements: str}
     blocking: {description: The lines of the unacknowledged errors., type: list, elements: str}
     revisions: {description: The reviewed revisions, in order., type: list, elements: str}
+    ledger_review:
+      description: The review in the shape the upgrade modules' C(record.review) option keeps in the ledger, as M(alembic_lint) returns it.
+      type: list
+      elements: dict
     duration: {description: Seconds the review took., type: float}
 revisions:
   description: Number of revisions in the project.
   returned: always
   type: int
+databases:
+  description:
+    - With O(databases), one status per entry, in order - the entry's C(name), C(failed), and either C(msg) (why the
+      database could not be read) or every field this module returns for one database.
+    - The top-level fields of a single database are then absent.
+  returned: when O(databases) is given
+  type: list
+  elements: dict
 duration:
   description: Seconds the module spent.
   returned: success
@@ -282,12 +326,15 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible.module_utils.fleet_common import CONNECTION_ARGUMENT_SPEC, PROJECT_ARGUMENT_SPEC
 from ansible.module_utils.fleet_module import run_module
 from ansible.module_utils.fleet_ops import (
     CREATE_ARGUMENT_SPEC,
+    DATABASE_ENTRY_OPTIONS,
     IMPORT_ERROR,
     alembic_argument_spec,
     status,
+    status_many,
 )
 
 
@@ -295,6 +342,8 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=alembic_argument_spec(
             CREATE_ARGUMENT_SPEC,
+            config=dict(PROJECT_ARGUMENT_SPEC["config"], required=False),
+            url=dict(CONNECTION_ARGUMENT_SPEC["url"], required=False),
             target=dict(type="str", default="head"),
             ledger_table=dict(type="str", default="alembic_fleet_ledger"),
             ledger_limit=dict(type="int", default=5),
@@ -306,10 +355,14 @@ def main() -> None:
             review=dict(type="bool", default=False),
             review_rules=dict(type="dict", default={}),
             review_block=dict(type="bool", default=False),
+            databases=dict(type="list", elements="dict", options=DATABASE_ENTRY_OPTIONS),
         ),
+        required_one_of=[("url", "databases")],
+        required_together=[("config", "url")],
+        mutually_exclusive=[("url", "databases"), ("config", "databases"), ("password", "databases")],
         supports_check_mode=True,
     )
-    run_module(module, status, IMPORT_ERROR)
+    run_module(module, status_many if module.params["databases"] is not None else status, IMPORT_ERROR)
 
 
 if __name__ == "__main__":

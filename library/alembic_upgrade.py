@@ -23,6 +23,39 @@ options:
         the old guides) or V(<branch>@head).
     type: str
     default: head
+  backup:
+    description:
+      - Take a verified backup first, exactly as M(db_backup) does (same options, manifest, checksum and retention),
+        when something is pending and the database exists - under this run's lock, so nothing can move between the
+        backup and the upgrade. The connection options are this module's own; the backup's revision is the
+        database's current one. Returned in RV(backup), and its path and checksum go into the ledger row.
+      - When the backup fails, nothing is upgraded, no ledger row is written and the module fails with the backup's
+        message and RV(backup_failed).
+      - In check mode, only the path the backup would have.
+      - The migrate role uses this so that a database costs one module start, not three.
+    type: dict
+    suboptions:
+      backup_root: {description: M(db_backup) O(db_backup#module:backup_root)., type: path, required: true}
+      environment: {description: M(db_backup) O(db_backup#module:environment)., type: str, required: true}
+      host: {description: M(db_backup) O(db_backup#module:host)., type: str, required: true}
+      name: {description: M(db_backup) O(db_backup#module:name)., type: str, required: true}
+      compress_level: {description: M(db_backup) O(db_backup#module:compress_level)., type: int, default: 1}
+      pg_bin_dir: {description: M(db_backup) O(db_backup#module:pg_bin_dir)., type: path}
+      count_tables: {description: M(db_backup) O(db_backup#module:count_tables)., type: int, default: 10}
+      keep_last: {description: M(db_backup) O(db_backup#module:keep_last)., type: int}
+      keep_days: {description: M(db_backup) O(db_backup#module:keep_days)., type: float, default: 0}
+      protect: {description: M(db_backup) O(db_backup#module:protect)., type: list, elements: path, default: []}
+  verify:
+    description:
+      - Verify the database afterwards, exactly as M(alembic_verify) does with O(alembic_verify#module:revision) set
+        to where the upgrade went (V(head) when O(target=head)) - revision, revision files against the ledger, and
+        the schema - in the same process. Returned in RV(verify).
+      - When the verification fails, the module fails with its message and RV(verify_failed); the upgrade stays
+        (the caller decides - the migrate role downgrades back).
+      - Skipped in check mode.
+    type: dict
+    suboptions:
+      compare_schema: {description: M(alembic_verify) O(alembic_verify#module:compare_schema)., type: bool, default: true}
 attributes:
   check_mode:
     support: full
@@ -117,6 +150,22 @@ ledger_entry_id:
   description: Id of the ledger row that records this change.
   returned: when something changed
   type: str
+backup:
+  description: What O(backup) returned - M(db_backup)'s result (C(path), C(manifest_path), C(manifest), C(retention), ...).
+  returned: when O(backup) is set and a backup was taken (or would be, in check mode)
+  type: dict
+backup_failed:
+  description: True when the backup of O(backup) failed; nothing was upgraded.
+  returned: on that failure
+  type: bool
+verify:
+  description: What O(verify) returned - M(alembic_verify)'s result (C(current), C(expected), C(problems), ...).
+  returned: when O(verify) is set, outside check mode
+  type: dict
+verify_failed:
+  description: True when the verification of O(verify) failed; the upgrade itself stayed.
+  returned: on that failure
+  type: bool
 database_created:
   description: Whether the module created the database.
   returned: when it did
@@ -138,6 +187,7 @@ from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
 from ansible.module_utils.fleet_lock import LOCK_ARGUMENT_SPEC
 from ansible.module_utils.fleet_module import run_module
 from ansible.module_utils.fleet_ops import (
+    BACKUP_OPTIONS,
     CREATE_ARGUMENT_SPEC,
     IMPORT_ERROR,
     TIMEOUT_ARGUMENT_SPEC,
@@ -149,7 +199,13 @@ from ansible.module_utils.fleet_ops import (
 def main() -> None:
     module = AnsibleModule(
         argument_spec=alembic_argument_spec(
-            CREATE_ARGUMENT_SPEC, LEDGER_ARGUMENT_SPEC, LOCK_ARGUMENT_SPEC, TIMEOUT_ARGUMENT_SPEC, target=dict(type="str", default="head")
+            CREATE_ARGUMENT_SPEC,
+            LEDGER_ARGUMENT_SPEC,
+            LOCK_ARGUMENT_SPEC,
+            TIMEOUT_ARGUMENT_SPEC,
+            target=dict(type="str", default="head"),
+            backup=dict(type="dict", options=BACKUP_OPTIONS),
+            verify=dict(type="dict", options=dict(compare_schema=dict(type="bool", default=True))),
         ),
         supports_check_mode=True,
     )

@@ -131,7 +131,7 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_backup import backup
+from ansible.module_utils.fleet_backup import BACKUP_OPTIONS, backup
 from ansible.module_utils.fleet_common import CONNECTION_ARGUMENT_SPEC, argument_spec
 from ansible.module_utils.fleet_module import run_module
 
@@ -140,17 +140,8 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=argument_spec(
             CONNECTION_ARGUMENT_SPEC,
-            backup_root=dict(type="path", required=True),
-            environment=dict(type="str", required=True),
-            host=dict(type="str", required=True),
-            name=dict(type="str", required=True),
+            BACKUP_OPTIONS,
             revision=dict(type="str", default=""),
-            compress_level=dict(type="int", default=1),
-            pg_bin_dir=dict(type="path"),
-            count_tables=dict(type="int", default=10),
-            keep_last=dict(type="int"),
-            keep_days=dict(type="float", default=0),
-            protect=dict(type="list", elements="path", default=[]),
         ),
         supports_check_mode=True,
     )

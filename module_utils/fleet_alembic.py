@@ -275,7 +275,7 @@ class AlembicRun:
 
     def probe(self, compare: bool = False, ignore_tables: Sequence[str] = ()) -> Probe:
         """Current heads (and model differences) via env.py, writing nothing."""
-        if not self.exists():
+        if self.target.dialect == "sqlite" and not self.exists():
             return Probe(exists=False)
         found: dict[str, Any] = {}
 
@@ -288,7 +288,10 @@ class AlembicRun:
                 found["diffs"] = [describe_diff(diff) for diff in compare_metadata(context, metadata) if diff_table(diff) not in ignore_tables]
             return []
 
-        conn = connect(self.engine, self.target)
+        try:
+            conn = connect(self.engine, self.target)  # one connection: a missing database is told by its error
+        except DatabaseMissing:
+            return Probe(exists=False)
         try:
             transaction = conn.begin()
             try:
@@ -370,6 +373,27 @@ class AlembicRun:
                 scrub(" ".join(str(exc).split()), self.target.password),
             )
         return buffer.getvalue(), None
+
+    def render_steps_sql(self, steps: Sequence[Step]) -> list[tuple[str | None, str | None]]:
+        """Offline SQL of each upgrade step, as render_sql gives it for that step alone: (sql, note) per step.
+
+        A linear chain of steps is rendered in ONE offline pass (Alembic reads the project and runs env.py once,
+        not once per revision) and cut at Alembic's "-- Running upgrade" markers, each piece framed by the pass's
+        own transaction lines; anything else, or a pass that fails, falls back to one pass per step.
+        """
+        one_by_one: list[tuple[str | None, str | None]] = []
+        chain = all(tuple(step.down_revision) == (steps[i - 1].revision,) for i, step in enumerate(steps) if i) and all(
+            step.direction == "upgrade" for step in steps
+        )
+        if len(steps) > 1 and chain and len(steps[0].down_revision) <= 1:
+            start = list(steps[0].down_revision)
+            sql, _ = self.render_sql("upgrade", self.parse(steps[-1].revision, "upgrade"), start)
+            pieces = _split_rendered(sql, len(steps)) if sql is not None else None
+            if pieces is not None:
+                return [(piece, None) for piece in pieces]
+        for step in steps:
+            one_by_one.append(self.render_sql("upgrade", self.parse(step.revision, "upgrade"), list(step.down_revision)))
+        return one_by_one
 
     def render_stamp_sql(self, spec: TargetSpec, current: Sequence[str]) -> tuple[str | None, str | None]:
         if len(current) > 1:
@@ -564,3 +588,23 @@ def describe_blocker(run: AlembicRun, exc: BaseException) -> str:
 
 def elapsed(start: float) -> float:
     return round(time.monotonic() - start, 3)
+
+
+_RUNNING_MARKER = re.compile(r"^-- Running upgrade .* -> .*$", re.M)
+
+
+def _split_rendered(sql: str, count: int) -> list[str] | None:
+    """Cut one offline rendering of `count` upgrade steps into the SQL each step renders alone; None when the
+    markers do not match the steps (then the caller renders step by step)."""
+    starts = [match.start() for match in _RUNNING_MARKER.finditer(sql)]
+    if len(starts) != count:
+        return None
+    preamble, body = sql[: starts[0]], sql[starts[0] :]
+    opening = "BEGIN;\n\n" if preamble.startswith("BEGIN;\n\n") else ""
+    closing = "COMMIT;\n\n" if body.endswith("COMMIT;\n\n") else ""
+    if bool(opening) != bool(closing):
+        return None
+    body = body[: len(body) - len(closing)]
+    offsets = [start - starts[0] for start in starts] + [len(body)]
+    chunks = [body[offsets[i] : offsets[i + 1]] for i in range(count)]
+    return [(preamble if i == 0 else opening) + chunk + closing for i, chunk in enumerate(chunks)]

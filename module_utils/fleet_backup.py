@@ -319,6 +319,21 @@ def _copy_sqlite(target: DbTarget, temp_path: str, count_tables: int) -> dict[st
 
 
 # -- the operation ----------------------------------------------------------------
+# db_backup's options besides the connection and revision; alembic_upgrade's `backup` takes the same.
+BACKUP_OPTIONS: dict[str, dict[str, Any]] = {
+    "backup_root": dict(type="path", required=True),
+    "environment": dict(type="str", required=True),
+    "host": dict(type="str", required=True),
+    "name": dict(type="str", required=True),
+    "compress_level": dict(type="int", default=1),
+    "pg_bin_dir": dict(type="path"),
+    "count_tables": dict(type="int", default=DEFAULT_COUNT_TABLES),
+    "keep_last": dict(type="int"),
+    "keep_days": dict(type="float", default=0),
+    "protect": dict(type="list", elements="path", default=[]),
+}
+
+
 def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
     started = time.monotonic()
     target = parse_target(params["url"], params.get("password"), params.get("connect_timeout") or 10)

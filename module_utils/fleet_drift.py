@@ -250,7 +250,7 @@ def review_pending(run: AlembicRun, steps: Sequence[Step], policy: Any, server_v
     """alembic_lint's review of the planned steps, on the run that is already open; None when nothing is pending."""
     if not steps:
         return None
-    from ansible.module_utils.fleet_lint import _pg_version, finding_line, review_steps
+    from ansible.module_utils.fleet_lint import _pg_version, finding_line, ledger_review, review_steps
     from ansible.module_utils.fleet_rules import ERROR
 
     started = time.monotonic()
@@ -264,5 +264,6 @@ def review_pending(run: AlembicRun, steps: Sequence[Step], policy: Any, server_v
         "report": [finding_line(entry, f) for entry, f in findings],
         "blocking": blocking,
         "revisions": [entry["revision"] for entry in revisions],
+        "ledger_review": ledger_review(revisions),
         "duration": elapsed(started),
     }

@@ -172,32 +172,41 @@ def _pg_version(server_version: str | None) -> str | None:
     return "%s.%s" % (match.group(1), match.group(2) or "0") if match else None
 
 
-def run_squawk(binary: str, sql: str, workdir: str, name: str, pg_version: str | None = None) -> list[dict[str, Any]]:
-    """squawk --reporter json over one revision's SQL; findings in the module's shape."""
-    text, spans = lintable_sql(sql)
-    path = os.path.join(workdir, name)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    argv = [binary, "--reporter", "json"] + (["--pg-version", pg_version] if pg_version else []) + [path]
+def run_squawk(binary: str, sqls: dict[str, str], workdir: str, pg_version: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """One squawk --reporter json run over several revisions' SQL (file name -> SQL); findings per file name."""
+    spans_of: dict[str, Sequence[tuple[int, int, str]]] = {}
+    paths = []
+    for name, sql in sqls.items():
+        text, spans_of[name] = lintable_sql(sql)
+        paths.append(os.path.join(workdir, name))
+        with open(paths[-1], "w", encoding="utf-8") as handle:
+            handle.write(text)
+    findings: dict[str, list[dict[str, Any]]] = {name: [] for name in sqls}
+    if not paths:
+        return findings
+    names = ", ".join(sqls)
+    argv = [binary, "--reporter", "json"] + (["--pg-version", pg_version] if pg_version else []) + paths
     try:
         # cwd: the private temp dir, so no .squawk.toml of the caller's tree changes the rules.
         done = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=SQUAWK_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
-        raise FleetError("squawk did not finish within %d s on %s." % (SQUAWK_TIMEOUT, name)) from None
+        raise FleetError("squawk did not finish within %d s on %s." % (SQUAWK_TIMEOUT, names)) from None
     except OSError as exc:
         raise FleetError("squawk (%s) cannot run: %s; reinstall squawk-cli." % (binary, exc.strerror or exc)) from None
     try:
         raw = json.loads(done.stdout or "[]")
     except ValueError:
         detail = " ".join((done.stderr or done.stdout or "no output").split())[:300]
-        raise FleetError("squawk failed on %s (exit %d): %s" % (name, done.returncode, detail)) from None
+        raise FleetError("squawk failed on %s (exit %d): %s" % (names, done.returncode, detail)) from None
     if not isinstance(raw, list):
-        raise FleetError("squawk printed unexpected JSON on %s: %s" % (name, json.dumps(raw)[:200]))
-    findings = []
+        raise FleetError("squawk printed unexpected JSON on %s: %s" % (names, json.dumps(raw)[:200]))
     for item in raw:
+        name = os.path.basename(str(item.get("file") or ""))
+        if name not in findings:
+            raise FleetError("squawk reported a file it was not given (%s) on %s." % (name, names))
         line = item.get("line") if isinstance(item.get("line"), int) else None
-        statement = _statement_at(spans, line) if line is not None else ""
-        findings.append(
+        statement = _statement_at(spans_of[name], line) if line is not None else ""
+        findings[name].append(
             _finding(
                 str(item.get("rule_name") or ""),
                 statement,
@@ -266,16 +275,16 @@ def _operation_findings(path: str) -> tuple[list[dict[str, Any]], bool]:
     return findings, transactional
 
 
-def _lint_step(run: AlembicRun, binary: str, workdir: str, step: Step, pg_version: str | None) -> dict[str, Any]:
+def _lint_step(run: AlembicRun, step: Step, rendered: tuple[str | None, str | None], squawked: list[dict[str, Any]] | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"revision": step.revision, "file": os.path.basename(step.path), "message": step.message, "note": None}
     kind, reasons, findings = downgrade_findings(step.path)
-    sql, note = run.render_sql("upgrade", run.parse(step.revision, "upgrade"), list(step.down_revision))
+    sql, note = rendered
     if sql is None:
         entry["note"] = "%s Its upgrade() operations were reviewed from the source instead." % (note or "SQL not rendered.")
         own, transactional = _operation_findings(step.path)
     else:
         own, transactional = statement_findings(sql)
-        own = run_squawk(binary, sql, workdir, "%s.sql" % step.revision, pg_version) + own
+        own = (squawked or []) + own
         if run.target.dialect != "postgresql":
             entry["note"] = "squawk's rules are written for PostgreSQL; this SQL was rendered for %s." % run.target.dialect
     acknowledgements, problem = read_acknowledgements(step.path)
@@ -365,8 +374,12 @@ def review_steps(
 ) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]], list[str]]:
     """Review each planned step on the open run: (revisions, (revision, finding) pairs, lines of blocking errors)."""
     binary = binary or squawk_binary()
+    # One offline rendering of the whole plan and one squawk run over all of it, not one of each per revision.
+    rendered = run.render_steps_sql(steps)
+    sqls = {"%s.sql" % step.revision: sql for step, (sql, _) in zip(steps, rendered, strict=True) if sql is not None}
     with tempfile.TemporaryDirectory(prefix="alembic-fleet-lint-") as workdir:
-        revisions = [_lint_step(run, binary, workdir, step, pg_version) for step in steps]
+        squawked = run_squawk(binary, sqls, workdir, pg_version)
+    revisions = [_lint_step(run, step, pair, squawked.get("%s.sql" % step.revision)) for step, pair in zip(steps, rendered, strict=True)]
     for entry in revisions:
         apply_policy(entry, policy)
     findings = [(entry, f) for entry in revisions for f in entry["findings"]]

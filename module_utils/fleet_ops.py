@@ -26,12 +26,15 @@ from ansible.module_utils.fleet_alembic import (
     explain_migration_failure,
     load_project,
 )
+from ansible.module_utils.fleet_backup import BACKUP_OPTIONS as BACKUP_OPTIONS  # alembic_upgrade's `backup` option
+from ansible.module_utils.fleet_backup import backup
 from ansible.module_utils.fleet_common import (
     CONNECTION_ARGUMENT_SPEC,
     PROJECT_ARGUMENT_SPEC,
     FleetError,
     argument_spec,
     parse_target,
+    scrub,
 )
 from ansible.module_utils.fleet_db import DatabaseMissing
 from ansible.module_utils.fleet_drift import (
@@ -210,6 +213,38 @@ def status(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     result["duration"] = elapsed(started)
 
 
+# alembic_status's `databases`: a host's databases in one module start (imports and Alembic are paid once).
+DATABASE_ENTRY_OPTIONS: dict[str, dict[str, Any]] = {
+    "name": dict(type="str", required=True),
+    "config": dict(type="path", required=True),
+    "url": dict(type="str", required=True),
+    "password": dict(type="str", no_log=True),
+    "project_dir": dict(type="path"),
+    "target": dict(type="str"),
+    "create_database": dict(type="bool"),
+    "backup_dir": dict(type="path"),
+    "drift_allow": dict(type="list", elements="str"),
+}
+
+
+def status_many(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
+    """status() of each entry of `databases`; one that cannot be read is reported in its entry, not raised."""
+    started = time.monotonic()
+    shared = {key: value for key, value in params.items() if key != "databases"}
+    statuses = []
+    for entry in params["databases"]:
+        own = dict(shared)
+        own.update({key: value for key, value in entry.items() if value is not None and key != "name"})
+        one: dict[str, Any] = {"name": entry["name"], "changed": False}
+        try:
+            status(own, check_mode, want_diff, one)
+            one["failed"] = False
+        except FleetError as exc:
+            one.update(failed=True, msg=scrub(str(exc), entry.get("password")))
+        statuses.append(one)
+    result.update(databases=statuses, duration=elapsed(started))
+
+
 # -- upgrade / downgrade ------------------------------------------------------
 def make_migrate(direction: str) -> Operation:
     def migrate(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
@@ -296,7 +331,44 @@ def _migrate(direction: str, params: dict[str, Any], check_mode: bool, want_diff
             with _changing(run, params, ledger, record, result):
                 _plan_and_apply(run, direction, spec, params, check_mode, want_diff, result, ledger, record)
         result["log"] = run.log_lines()
+    if direction == "upgrade" and params.get("verify") is not None and not check_mode:
+        _verify_after(params, spec.given, result)
     result["duration"] = elapsed(started)
+
+
+def _backup_first(params: dict[str, Any], before: list[str], check_mode: bool, record: RunRecord, result: dict[str, Any]) -> None:
+    """alembic_upgrade's `backup`: db_backup's backup of the database as it is, before anything runs."""
+    options = dict(params["backup"])
+    options.update(url=params["url"], password=params.get("password"), connect_timeout=params.get("connect_timeout"), revision="+".join(before))
+    taken: dict[str, Any] = {"changed": False}
+    try:
+        backup(options, check_mode, False, taken)
+    except FleetError:
+        result.update(backup=taken, backup_failed=True)
+        raise
+    result["backup"] = taken
+    if not check_mode:
+        record.backup_path = taken["path"]
+        record.backup_sha256 = taken["manifest"]["sha256"]
+
+
+def _verify_after(params: dict[str, Any], given: str, result: dict[str, Any]) -> None:
+    """alembic_upgrade's `verify`: alembic_verify at where the upgrade went, in this process."""
+    after = result["after"]
+    checks = dict(params)
+    checks.update(
+        revision="head" if given == "head" else (after[0] if len(after) == 1 else "heads"),
+        compare_schema=params["verify"].get("compare_schema", True),
+        check_files=True,
+        expected_heads=None,
+    )
+    verified: dict[str, Any] = {"changed": False}
+    try:
+        verify(checks, False, False, verified)
+    except FleetError:
+        result.update(verify=verified, verify_failed=True)
+        raise
+    result["verify"] = verified
 
 
 def _plan_and_apply(
@@ -325,6 +397,8 @@ def _plan_and_apply(
         result.pop("pending", None)
         return
     predicted = _predict_heads(before, steps)
+    if direction == "upgrade" and params.get("backup") is not None and probe.exists:
+        _backup_first(params, before, check_mode, record, result)
     if check_mode:
         result.update(changed=True, pending=planned, after=predicted)
     else:

@@ -274,14 +274,15 @@ def test_unwritable_backup_root_stops_before_the_upgrade(fresh_pg: list[PgCluste
     assert failed.rc != 0, failed.output[-3000:]
     assert_no_secret(failed.output, fresh_pg)
     fatal = fatal_results(failed.output)
-    assert len(fatal) == 1, failed.output[-3000:]
-    assert failed_task(failed.output) == "migrate : Back up before the upgrade of equities", failed.output[-3000:]
+    # The upgrade task takes the backup first (one module start): it fails on the backup, before the upgrade.
+    assert failed_task(failed.output) == "migrate : Upgrade equities", failed.output[-3000:]
+    assert fatal[0]["backup_failed"] is True and fatal[0]["before"] == fatal[0]["after"] == [], fatal[0]
     message = fatal[0]["msg"]
     assert "\n" not in message and str(blocker) in message, message
+    assert "nothing was changed: the backup failed, so the upgrade did not start" in fatal[-1]["msg"], fatal[-1]
     assert tables_of(db1, "equities") == set(), "no upgrade ran without a backup"
     assert not ledger_exists(db1, "equities")
     assert blocker.read_text().startswith("a regular file")
-    assert "Upgrade equities" not in failed.output
 
     good = playbook(REPO / "migrate.yml", inventory, "-l", "db1", env=env)
     assert good.rc == 0, good.output[-3000:]
@@ -324,14 +325,13 @@ def test_full_backup_root_leaves_no_partial_file_and_no_upgrade(fresh_pg: list[P
         assert filled.rc != 0, filled.output[-3000:]
         assert_no_secret(filled.output, fresh_pg)
         fatal = fatal_results(filled.output)
-        assert len(fatal) == 1, filled.output[-3000:]
-        assert failed_task(filled.output) == "migrate : Back up before the upgrade of equities", filled.output[-3000:]
+        assert failed_task(filled.output) == "migrate : Upgrade equities", filled.output[-3000:]
+        assert fatal[0]["backup_failed"] is True and fatal[0]["before"] == fatal[0]["after"] == [HEAD], fatal[0]
         message = fatal[0]["msg"]
         assert "\n" not in message and "No space left on device" in message and "no backup was written" in message, message
         assert files_under(full) == [], "a failed backup leaves no file behind"
         assert version_of(db1, "equities") == [HEAD], "no upgrade without a backup"
         assert ledger(db1, "equities") == rows_before
-        assert "Upgrade equities" not in filled.output
     finally:
         subprocess.run(["umount", str(full)], check=False, capture_output=True, timeout=30)
 
