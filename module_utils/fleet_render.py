@@ -320,7 +320,9 @@ def report(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     metrics_path = params.get("metrics_path")
     if metrics_path:
         metrics_dir = os.path.dirname(os.path.abspath(metrics_path))
-        if not os.path.isdir(metrics_dir):
+        # In the report's own directory (the role's default), it is created with the report; elsewhere (node_exporter's
+        # textfile directory) it must exist already.
+        if not os.path.isdir(metrics_dir) and metrics_dir != os.path.abspath(report_dir):
             raise FleetError(
                 "metrics_path's directory %s does not exist: create it (node_exporter's --collector.textfile.directory) or leave metrics_path out."
                 % metrics_dir
