@@ -175,6 +175,9 @@ def section_restore(b: Bench) -> None:
         # db_restore replaces an existing database (scratch restore, checks, swap): its target is a clone.
         target = b.name("restore_ours")
         clone(cluster, seeded.dbname, target)
+        # The clone just wrote 1 GB (CREATE DATABASE ... TEMPLATE logs it): flush it now, or its write-back lands in
+        # the measured restore while the peer's new empty database has none.
+        cluster.execute("CHECKPOINT")
         try:
             args = {
                 "url": libpq_url(cluster, target),
@@ -193,6 +196,7 @@ def section_restore(b: Bench) -> None:
     def peer() -> None:
         target = b.name("restore_raw")
         create_empty(cluster, target)
+        cluster.execute("CHECKPOINT")  # as for ours: start from clean buffers
         try:
             argv = [str(cluster.bin_dir / "pg_restore"), "-d", libpq_url(cluster, target), str(backup)]
             walls["peer"].append(require(run_timed("pg_restore -d", argv, tool_env(b.clusters.pgpass))).seconds)
