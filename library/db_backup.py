@@ -109,7 +109,9 @@ manifest:
   description:
     - The manifest - name, environment, host, dialect, database, server (password-free), revision,
       created_at (UTC), duration, file, size, sha256, dump_format, compress_level, server_version, pg_dump_version,
-      toc_entries, and tables.
+      toc_entries, pg_dump_seconds, and tables.
+    - C(pg_dump_seconds) - how long C(pg_dump) itself ran (PostgreSQL); the rest of C(duration) is the module's own
+      work (version check, row counts, the read-back, checksum and manifest).
     - C(tables) - the exact row counts of the O(count_tables) largest tables, largest first, each
       C({schema, table, rows, bytes}) (PostgreSQL; C(bytes) is the total size when counted) or C({table, rows})
       (SQLite). Absent with O(count_tables=0), and in manifests written before it existed.

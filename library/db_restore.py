@@ -130,6 +130,12 @@ duration:
   description: Seconds the restore took.
   returned: when the restore succeeded
   type: float
+pg_restore_seconds:
+  description:
+    - How long C(pg_restore) itself ran (PostgreSQL). The rest of RV(duration) is the module's own work - the checksum,
+      the scratch database, the ledger, the swap and dropping the replaced copy.
+  returned: when pg_restore ran
+  type: float
 """
 
 from ansible.module_utils.basic import AnsibleModule

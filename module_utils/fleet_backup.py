@@ -228,6 +228,7 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
                 snapshot = str(cur.fetchone()[0])
             argv.append("--snapshot=%s" % snapshot)
         with private_passfile(target.password) as passfile:
+            dump_started = time.monotonic()
             dump = subprocess.Popen(
                 argv, env=pg_environment(target, passfile), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
             )
@@ -239,6 +240,7 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
                 dump.communicate()
                 raise
             _, stderr = dump.communicate()
+            dump_seconds = round(time.monotonic() - dump_started, 3)
     except psycopg2.Error as exc:
         raise FleetError(
             "counting the rows of the largest tables of %s for the manifest failed (%s); "
@@ -266,6 +268,7 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
         "pg_dump": os.path.basename(pg_dump),
         "pg_dump_version": dump_major,
         "toc_entries": len(entries),
+        "pg_dump_seconds": dump_seconds,  # of the backup's duration; the rest is ours (checks, checksum, manifest)
     }
     if tables is not None:
         facts["tables"] = tables
@@ -334,9 +337,8 @@ BACKUP_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
-    started = time.monotonic()
-    target = parse_target(params["url"], params.get("password"), params.get("connect_timeout") or 10)
+def check_backup_options(params: dict[str, Any]) -> tuple[str, int, int]:
+    """db_backup's input checks, before anything is reached or written: the backup directory, level and count_tables."""
     _check_retention_options(params)
     if params.get("pg_bin_dir"):
         find_pg_binary("pg_dump", None, params["pg_bin_dir"])
@@ -352,7 +354,13 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
         count_tables = DEFAULT_COUNT_TABLES
     if count_tables < 0:
         raise FleetError("count_tables %d is not allowed: give how many of the largest tables to count (0 counts none)." % count_tables)
-    directory = backup_directory(params["backup_root"], params["environment"], params["host"], params["name"])
+    return backup_directory(params["backup_root"], params["environment"], params["host"], params["name"]), level, count_tables
+
+
+def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
+    started = time.monotonic()
+    target = parse_target(params["url"], params.get("password"), params.get("connect_timeout") or 10)
+    directory, level, count_tables = check_backup_options(params)
     now = datetime.now(UTC)
     filename = backup_filename(now, params.get("revision"), target.dialect)
     path = os.path.join(directory, filename)

@@ -27,7 +27,7 @@ from ansible.module_utils.fleet_alembic import (
     load_project,
 )
 from ansible.module_utils.fleet_backup import BACKUP_OPTIONS as BACKUP_OPTIONS  # alembic_upgrade's `backup` option
-from ansible.module_utils.fleet_backup import backup
+from ansible.module_utils.fleet_backup import backup, check_backup_options
 from ansible.module_utils.fleet_common import (
     CONNECTION_ARGUMENT_SPEC,
     PROJECT_ARGUMENT_SPEC,
@@ -314,6 +314,8 @@ def _changing(run: AlembicRun, params: dict[str, Any], ledger: Ledger, record: R
 
 def _migrate(direction: str, params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
     started = time.monotonic()
+    if params.get("backup") is not None:
+        check_backup_options(params["backup"])  # a bad `backup` fails now, even when nothing is pending
     run = _open(params)
     run.session_settings = _session_settings(params)
     ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
@@ -340,13 +342,7 @@ def _backup_first(params: dict[str, Any], before: list[str], check_mode: bool, r
     """alembic_upgrade's `backup`: db_backup's backup of the database as it is, before anything runs."""
     options = dict(params["backup"])
     options.update(url=params["url"], password=params.get("password"), connect_timeout=params.get("connect_timeout"), revision="+".join(before))
-    taken: dict[str, Any] = {"changed": False}
-    try:
-        backup(options, check_mode, False, taken)
-    except FleetError:
-        result.update(backup=taken, backup_failed=True)
-        raise
-    result["backup"] = taken
+    taken = _sub_step("backup", backup, options, check_mode, result)
     if not check_mode:
         record.backup_path = taken["path"]
         record.backup_sha256 = taken["manifest"]["sha256"]
@@ -362,13 +358,19 @@ def _verify_after(params: dict[str, Any], given: str, result: dict[str, Any]) ->
         check_files=True,
         expected_heads=None,
     )
-    verified: dict[str, Any] = {"changed": False}
+    _sub_step("verify", verify, checks, False, result)
+
+
+def _sub_step(name: str, operation: Operation, options: dict[str, Any], check_mode: bool, result: dict[str, Any]) -> dict[str, Any]:
+    """Another module's operation, run in this process: its result goes under result[name]; a failure also sets `<name>_failed`."""
+    sub: dict[str, Any] = {"changed": False}
     try:
-        verify(checks, False, False, verified)
+        operation(options, check_mode, False, sub)
     except FleetError:
-        result.update(verify=verified, verify_failed=True)
+        result.update({name: sub, name + "_failed": True})
         raise
-    result["verify"] = verified
+    result[name] = sub
+    return sub
 
 
 def _plan_and_apply(

@@ -350,8 +350,8 @@ def _literal(value: Any) -> str:
     return "'%s'" % str(value).replace("'", "''")
 
 
-def run_pg_restore(target: DbTarget, pg_restore: str, path: str, dbname: str) -> None:
-    """pg_restore a custom-format backup into the (new, empty) database dbname of the target's server."""
+def run_pg_restore(target: DbTarget, pg_restore: str, path: str, dbname: str) -> float:
+    """pg_restore a custom-format backup into the (new, empty) database dbname of the target's server; its seconds."""
     argv = [
         pg_restore,
         "--no-owner",
@@ -368,10 +368,13 @@ def run_pg_restore(target: DbTarget, pg_restore: str, path: str, dbname: str) ->
     argv.append(path)
     with private_passfile(target.password) as passfile:
         env = pg_environment(target, passfile, APPLICATION_NAME)
+        started = time.monotonic()
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        seconds = round(time.monotonic() - started, 3)
     if done.returncode != 0:
         detail = scrub(" ".join(done.stderr.split())[:400], target.password) or "no message"
         raise FleetError("pg_restore of the backup into a scratch database failed (exit %d): %s" % (done.returncode, detail))
+    return seconds
 
 
 def drop_database(conn: Any, name: str) -> None:
@@ -498,7 +501,7 @@ def _restore_postgresql(params: dict[str, Any], step: Plan, result: dict[str, An
                 created = True
             except sa.exc.DBAPIError as exc:
                 raise FleetError("creating the scratch database %s failed (%s): the user needs CREATEDB" % (scratch, _db_detail(exc, target))) from None
-            run_pg_restore(target, str(step.pg_restore), step.path, scratch)
+            result["pg_restore_seconds"] = run_pg_restore(target, str(step.pg_restore), step.path, scratch)
             result["ledger_rows_copied"] = _finish_in_copy(target, create_engine(target, dbname=scratch), step, entry_id)
             try:
                 _swap(admin, step, scratch, replaced)

@@ -30,6 +30,13 @@ pytestmark = pytest.mark.slow
 
 EQUITIES_INI = str(REPO / "migrations" / "equities" / "alembic.ini")
 PORT = "<PORT>"  # replaced by db1's port in every string of a case's arguments
+ROOT = "<ROOT>"  # ... by the watched directory
+PASSWORD = "<PASSWORD>"  # ... by db1's application password (passed to Ansible through the environment)
+OMIT = "<OMIT>"  # as a value: leave the base argument out
+URL = "postgresql://migrator@127.0.0.1:%s/equities" % PORT
+ENTRY = {"name": "equities", "config": EQUITIES_INI, "url": URL, "password": PASSWORD}  # an alembic_status `databases` entry
+MANY = {"config": OMIT, "url": OMIT, "password": OMIT}  # alembic_status with `databases` instead
+BACKUP = {"backup_root": ROOT + "/backups", "environment": "test", "host": "db1", "name": "equities"}  # alembic_upgrade's `backup`
 SQL = "x'; DROP TABLE companies; --"
 
 # ---------------------------------------------------------------------------- the world
@@ -132,13 +139,14 @@ def base_args(world: World, kind: str) -> dict[str, Any]:
     raise AssertionError(kind)
 
 
-def with_port(value: Any, port: int) -> Any:
+def placed(value: Any, world: World) -> Any:
+    """value with the placeholders filled in for this world."""
     if isinstance(value, str):
-        return value.replace(PORT, str(port))
+        return value.replace(PORT, str(world.db1.port)).replace(ROOT, str(world.root)).replace(PASSWORD, world.db1.app_password)
     if isinstance(value, list):
-        return [with_port(v, port) for v in value]
+        return [placed(v, world) for v in value]
     if isinstance(value, dict):
-        return {k: with_port(v, port) for k, v in value.items()}
+        return {k: placed(v, world) for k, v in value.items()}
     return value
 
 
@@ -178,7 +186,20 @@ CASES = [
     case("type", "db_unlock", {"connect_timeout": "soon"}, "argument 'connect_timeout' is of type str", "unable to convert to int"),
     case("type", "fleet_report", {"databases": [1]}, "Elements value for option 'databases' is of type int"),
     case("type", "db_restore_check", {"count": 1}, "Unsupported parameters for (db_restore_check) module: count"),
+    case(
+        "type",
+        "alembic_status",
+        {**MANY, "databases": [{**ENTRY, "create_database": "perhaps"}]},
+        "argument 'create_database' is of type str",
+        "found in 'databases'",
+    ),
+    # ansible-core's own wording for a string where a dict is expected (it tries to parse key=value first)
+    case("type", "alembic_status", {**MANY, "databases": ["equities"]}, "dictionary requested, could not parse JSON or key=value"),
+    case("type", "alembic_upgrade", {"verify": {"compare_schema": "perhaps"}}, "argument 'compare_schema'", "found in 'verify'"),
+    case("type", "alembic_upgrade", {"backup": {**BACKUP, "compress_level": "high"}}, "argument 'compress_level' is of type str", "found in 'backup'"),
     # -- a value out of range ----------------------------------------------------------------------------------
+    case("range", "alembic_upgrade", {"backup": {**BACKUP, "compress_level": 42}}, "compress_level 42 is out of range"),
+    case("range", "alembic_upgrade", {"backup": {**BACKUP, "keep_last": -1}}, "keep_last -1 is not allowed"),
     case("range", "fleet_report", {"max_backup_age_hours": -1}, "max_backup_age_hours is -1.0: give a number of 0 or more"),
     case("empty", "fleet_report", {"databases": []}, "databases is empty"),
     case("choice", "db_restore_check", {"backup_dir": "/tmp"}, "parameters are mutually exclusive: backup_dir|path"),
@@ -219,6 +240,10 @@ CASES = [
     ),
     case("empty", "db_restore", {"name": ""}, "is a backup of 'equities', not of ''"),
     case("empty", "db_unlock", {"url": ""}, "url is empty"),
+    case("empty", "alembic_upgrade", {"backup": {**BACKUP, "backup_root": ""}}, "backup_root is empty"),
+    case("missing", "alembic_status", {**MANY, "databases": [{"name": "equities", "url": URL}]}, "missing required arguments: config found in databases"),
+    case("choice", "alembic_status", {"databases": [ENTRY]}, "parameters are mutually exclusive"),
+    case("missing", "alembic_status", {"url": OMIT}, "parameters are required together: config, url"),
     # -- an unknown choice -------------------------------------------------------------------------------------
     case("choice", "alembic_downgrade", {"refuse": ["maybe"]}, "value of refuse must be one or more of: lossy, irreversible", "maybe"),
     case("choice", "alembic_upgrade", {"record": {"action": "explode"}}, "value of action must be one of", "got: explode found in record"),
@@ -227,6 +252,11 @@ CASES = [
     case("unknown", "alembic_stamp", {"colour": "red"}, "Unsupported parameters for (alembic_stamp) module: colour"),
     case("unknown", "db_restore", {"colour": "red"}, "Unsupported parameters for (db_restore) module: colour"),
     case("unknown", "db_unlock", {"colour": "red"}, "Unsupported parameters for (db_unlock) module: colour"),
+    case(
+        "unknown", "alembic_status", {**MANY, "databases": [{**ENTRY, "colour": "red"}]}, "Unsupported parameters for (alembic_status) module: databases.colour"
+    ),
+    case("unknown", "alembic_upgrade", {"backup": {**BACKUP, "colour": "red"}}, "Unsupported parameters for (alembic_upgrade) module: backup.colour"),
+    case("escape", "alembic_upgrade", {"backup": {**BACKUP, "name": "../../etc"}}, "name '../../etc' cannot be used in a backup path"),
     # -- a path that escapes the backup root -------------------------------------------------------------------
     case("escape", "db_backup", {"name": "../../etc"}, "name '../../etc' cannot be used in a backup path", "no '/' or '..'"),
     case("escape", "db_backup", {"environment": "../x"}, "environment '../x' cannot be used in a backup path"),
@@ -275,11 +305,12 @@ CASES = [
 def test_bad_input_fails_in_one_line_and_changes_nothing(
     world: World, name: str, overrides: dict[str, Any], phrases: tuple[str, ...], flags: tuple[str, ...]
 ) -> None:
-    args = {**base_args(world, BASE[name]), **REQUIRED.get(name, {}), **with_port(overrides, world.db1.port)}
+    args = {**base_args(world, BASE[name]), **REQUIRED.get(name, {}), **placed(overrides, world)}
+    args = {key: value for key, value in args.items() if value != OMIT}
     run, result = module(name, args, *flags)
     changed = world.changes()  # before any assertion: it also repairs the world for the next case
 
-    message = fails_with(result, run.rc, *with_port(phrases, world.db1.port))
+    message = fails_with(result, run.rc, *placed(list(phrases), world))
     assert not message.startswith("unexpected "), message  # run_module's marker for a bug, not an input problem
     assert changed == {}, "bad input changed the world: %s" % json.dumps(changed, indent=1)[:3000]
     assert "Traceback" not in message and "exception" not in result, result

@@ -51,6 +51,12 @@ def fingerprint(clusters: list[PgCluster]) -> list[Any]:
     return found
 
 
+def put_db2_one_revision_behind(inventory: Path, clusters: list[PgCluster]) -> None:
+    """Roll both of db2's databases back one revision."""
+    done = play(inventory, "rollback.yml", clusters, "-l", "db2", "-e", "rollback_target=head-1", "-e", "rollback_allow_data_loss=true")
+    assert done.rc == 0, done.output[-3000:]
+
+
 @pytest.fixture()
 def fleet(tmp_path: Path, fresh_pg: list[PgCluster]) -> Path:
     inventory = make_inventory(tmp_path, fresh_pg, fleet_report_dir=str(tmp_path / "reports"))
@@ -98,18 +104,7 @@ def test_a_clean_fleet_passes_and_a_manual_change_is_drift(tmp_path: Path, fresh
 
 def test_lag_a_stale_backup_and_a_failed_drill_fail_the_night(tmp_path: Path, fresh_pg: list[PgCluster], fleet: Path) -> None:
     # Lag: db2's equities one revision behind head.
-    done = playbook(
-        REPO / "rollback.yml",
-        fleet,
-        "-l",
-        "db2",
-        "-e",
-        "rollback_target=head-1",
-        "-e",
-        "rollback_allow_data_loss=true",
-        env=password_env(fresh_pg),
-    )
-    assert done.rc == 0, done.output[-3000:]
+    put_db2_one_revision_behind(fleet, fresh_pg)
     lagging = play(fleet, "status.yml", fresh_pg)
     assert lagging.rc != 0
     assert any(r.startswith("prod/db2/equities: 1 revision(s) behind head") for r in reasons(tmp_path)), reasons(tmp_path)
@@ -134,18 +129,7 @@ def test_lag_a_stale_backup_and_a_failed_drill_fail_the_night(tmp_path: Path, fr
 
 
 def test_prod_can_require_a_recent_drill_before_upgrading(tmp_path: Path, fresh_pg: list[PgCluster], fleet: Path) -> None:
-    done = playbook(
-        REPO / "rollback.yml",
-        fleet,
-        "-l",
-        "db2",
-        "-e",
-        "rollback_target=head-1",
-        "-e",
-        "rollback_allow_data_loss=true",
-        env=password_env(fresh_pg),
-    )
-    assert done.rc == 0, done.output[-3000:]
+    put_db2_one_revision_behind(fleet, fresh_pg)
     behind = fresh_pg[1].execute("select version_num from alembic_version", dbname="equities")
     refused = play(fleet, "migrate.yml", fresh_pg, "-l", "db2", "-e", "fleet_drill_max_age_days=7")
     assert refused.rc != 0

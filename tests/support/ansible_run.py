@@ -80,19 +80,33 @@ def module(
     return Run(argv=argv, rc=done.returncode, output=output), result
 
 
-# A literal password in the module arguments is passed through this variable and looked up by Ansible, so that it
-# never appears on the `ansible` command line (where `ps` would show it), as the README promises for every run.
+# A literal password in the module arguments (top level or in a `databases` entry) is passed through an environment
+# variable and looked up by Ansible, so that it never appears on the `ansible` command line (where `ps` would show it),
+# as the README promises for every run.
 MODULE_PASSWORD_VARIABLE = "FLEET_TEST_MODULE_PASSWORD"
+
+
+def _hide_passwords(value: Any, env: dict[str, str]) -> Any:
+    """value with each literal `password` replaced by a lookup of a variable in env that holds it."""
+    if isinstance(value, list):
+        return [_hide_passwords(item, env) for item in value]
+    if not isinstance(value, Mapping):
+        return value
+    hidden = {key: _hide_passwords(item, env) for key, item in value.items()}
+    password = hidden.get("password")
+    if isinstance(password, str) and password and "{{" not in password:
+        variable = next((name for name, known in env.items() if known == password), None)
+        if variable is None:
+            variable = MODULE_PASSWORD_VARIABLE + ("_%d" % len(env) if env else "")
+            env[variable] = password
+        hidden["password"] = "{{ lookup('ansible.builtin.env', '%s') }}" % variable
+    return hidden
 
 
 def module_argv(name: str, module_args: Mapping[str, Any], *flags: str) -> tuple[list[str], dict[str, str]]:
     """The `ansible localhost -m <name>` command line for one ad-hoc module run, and the environment it needs."""
-    args = dict(module_args)
     env: dict[str, str] = {}
-    password = args.get("password")
-    if isinstance(password, str) and password and "{{" not in password:
-        args["password"] = "{{ lookup('ansible.builtin.env', '%s') }}" % MODULE_PASSWORD_VARIABLE
-        env[MODULE_PASSWORD_VARIABLE] = password
+    args = _hide_passwords(module_args, env)
     argv = [
         str(BIN / "ansible"),
         "localhost",
