@@ -172,6 +172,7 @@ class AlembicRun:
         self.session_settings: dict[str, str] = {}  # PostgreSQL SETs for migration connections
         self._engine: Any = None
         self._script: ScriptDirectory | None = None
+        self.shared_scripts: dict[tuple[str, str, str], ScriptDirectory] | None = None  # see share_scripts
 
     # -- lifecycle -----------------------------------------------------
     @contextlib.contextmanager
@@ -220,8 +221,15 @@ class AlembicRun:
         cfg.set_section_option(self.project.ini_section, "sqlalchemy.url", self.target.url.replace("%", "%%"))
         return cfg
 
+    def share_scripts(self, cache: dict[tuple[str, str, str], ScriptDirectory]) -> None:
+        """Load the project's scripts once for every run given the same cache (a host's databases in one call)."""
+        self.shared_scripts = cache
+
     @property
     def script(self) -> ScriptDirectory:
+        key = (self.project.config_path, self.project.project_dir, self.project.ini_section)
+        if self._script is None and self.shared_scripts is not None:
+            self._script = self.shared_scripts.get(key)
         if self._script is None:
             try:
                 self._script = ScriptDirectory.from_config(self.config())
@@ -235,6 +243,8 @@ class AlembicRun:
                 raise FleetError(
                     "cannot load the migration scripts of %s: %s: %s; fix the revision file." % (self.project.config_path, type(exc).__name__, exc)
                 ) from None
+            if self.shared_scripts is not None:
+                self.shared_scripts[key] = self._script
         return self._script
 
     def lineage(self, current: Sequence[str]) -> list[Any]:

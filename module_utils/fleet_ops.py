@@ -84,29 +84,26 @@ BLOCKERS_SQL = (
 )
 
 
-def _blockers(run: AlembicRun, seconds: float) -> list[dict[str, Any]]:
+def _blockers(conn: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Sessions a migration would queue behind: long transactions and running pg_dumps."""
-    with run.transaction() as conn:
-        rows = conn.execute(sa.text(BLOCKERS_SQL), {"ours": "alembic-fleet%", "seconds": float(seconds)}).fetchall()
+    seconds = params.get("long_transaction_seconds")
+    seconds = 60.0 if seconds is None else seconds
+    rows = conn.execute(sa.text(BLOCKERS_SQL), {"ours": "alembic-fleet%", "seconds": float(seconds)}).fetchall()
     return [{"pid": row[0], "application_name": row[1], "state": row[2], "seconds": row[3], "query": " ".join(str(row[4]).split())} for row in rows]
 
 
-def _sees_all_sessions(run: AlembicRun) -> bool:
-    with run.transaction() as conn:
-        return bool(
-            conn.execute(
-                sa.text("select pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') or (select rolsuper from pg_roles where rolname = current_user)")
-            ).scalar()
-        )
+def _sees_all_sessions(conn: Any) -> bool:
+    return bool(
+        conn.execute(
+            sa.text("select pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') or (select rolsuper from pg_roles where rolname = current_user)")
+        ).scalar()
+    )
 
 
-def _wait_for_quiet(run: AlembicRun, params: dict[str, Any], pending: bool) -> list[dict[str, Any]]:
-    """Report blockers; with wait_for_quiet and something pending, wait for them or stop."""
-    seconds = params.get("long_transaction_seconds")
-    seconds = 60.0 if seconds is None else seconds
+def _wait_for_quiet(run: AlembicRun, params: dict[str, Any], pending: bool, blockers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Report blockers (as first read); with wait_for_quiet and something pending, wait for them or stop."""
     wait = params.get("wait_for_quiet") or 0
     deadline = time.monotonic() + wait
-    blockers = _blockers(run, seconds)
     while blockers and pending and wait > 0:
         if time.monotonic() >= deadline:
             described = "; ".join(
@@ -117,15 +114,9 @@ def _wait_for_quiet(run: AlembicRun, params: dict[str, Any], pending: bool) -> l
                 % (run.target.label, int(wait), described)
             )
         time.sleep(2)
-        blockers = _blockers(run, seconds)
+        with run.transaction() as conn:
+            blockers = _blockers(conn, params)
     return blockers
-
-
-def _lock_holder(run: AlembicRun) -> dict[str, Any] | None:
-    if run.target.dialect != "postgresql":
-        return sqlite_holder(run.target)
-    with run.transaction() as conn:
-        return pg_holder(conn, run.target)
 
 
 def _open(params: dict[str, Any]) -> AlembicRun:
@@ -152,8 +143,13 @@ def _revision_text(heads: list[str]) -> str:
 
 # -- status -----------------------------------------------------------------
 def status(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
+    _status(params, result, {})
+
+
+def _status(params: dict[str, Any], result: dict[str, Any], scripts: dict[tuple[str, str, str], Any]) -> None:
     started = time.monotonic()
     run = _open(params)
+    run.share_scripts(scripts)
     result["database"] = run.target.label
     allowlist = check_allowlist(params.get("drift_allow"))
     policy = review_policy(params) if params.get("review") else None
@@ -188,23 +184,29 @@ def status(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
         ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
         result.update(last_runs=[], last_change=None, last_success=None, last_drill=None, blockers=[], lock_holder=None)
         if probe.exists:
-            with run.transaction() as conn:
+            postgresql = run.target.dialect == "postgresql"
+            blockers: list[dict[str, Any]] = []
+            with run.transaction() as conn:  # one connection for all of these reads
                 result["last_runs"] = ledger.read(conn, params.get("ledger_limit") or 5)
                 result["last_change"] = ledger.last_change(conn)
                 result["last_success"], result["last_drill"] = ledger_highlights(conn, ledger, result["last_runs"])
-            result["lock_holder"] = _lock_holder(run)
+                if postgresql:
+                    result["lock_holder"] = pg_holder(conn, run.target)
+                    result["blockers_visible"] = _sees_all_sessions(conn)
+                    blockers = _blockers(conn, params)
+            if not postgresql:
+                result["lock_holder"] = sqlite_holder(run.target)
             if result["lock_holder"] is None:
                 for entry in result["last_runs"]:  # no live holder: a 'running' row is a dead run
                     if entry["outcome"] == RUNNING:
                         entry["outcome"] = INTERRUPTED
                 mark_dead_drill(result["last_drill"])
-            if run.target.dialect == "postgresql":
-                result["blockers_visible"] = _sees_all_sessions(run)
+            if postgresql:
                 if not result["blockers_visible"]:
                     result["blockers_note"] = (
                         "the user cannot see other users' sessions: grant it pg_read_all_stats so that long transactions and pg_dumps of other users are found"
                     )
-                result["blockers"] = _wait_for_quiet(run, params, bool(steps))
+                result["blockers"] = _wait_for_quiet(run, params, bool(steps), blockers)
         # Opt-in parts of a scheduled status run: nothing of this runs unless asked.
         if params.get("drift"):
             result["drift"], result["model_drift"] = schema_drift(run, probe, heads, ledger, allowlist, params.get("maintenance_db") or "postgres")
@@ -232,12 +234,13 @@ def status_many(params: dict[str, Any], check_mode: bool, want_diff: bool, resul
     started = time.monotonic()
     shared = {key: value for key, value in params.items() if key != "databases"}
     statuses = []
+    scripts: dict[tuple[str, str, str], Any] = {}  # databases of one project share its loaded scripts
     for entry in params["databases"]:
         own = dict(shared)
         own.update({key: value for key, value in entry.items() if value is not None and key != "name"})
         one: dict[str, Any] = {"name": entry["name"], "changed": False}
         try:
-            status(own, check_mode, want_diff, one)
+            _status(own, one, scripts)
             one["failed"] = False
         except FleetError as exc:
             one.update(failed=True, msg=scrub(str(exc), entry.get("password")))

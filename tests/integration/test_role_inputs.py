@@ -132,3 +132,15 @@ def test_wrong_database_entry(tmp_path: Path, book: str, entry_point: str, field
 def test_validation_runs_under_check_mode_and_tags(tmp_path: Path) -> None:
     result = run(tmp_path, "migrate.yml", "--check", "--tags", "nothing-such", "-e", databases(tmp_path), "-e", "migrate_lock_timeout=soon")
     assert_stopped_by_validation(result, "main", tmp_path, "argument 'migrate_lock_timeout'")
+
+
+@pytest.mark.parametrize(("book", "name"), [("migrate.yml", "algorithms"), ("status.yml", "")], ids=["duplicate", "empty"])
+def test_each_database_needs_a_name_of_its_own(tmp_path: Path, book: str, name: str) -> None:
+    """Two entries with one name would share backups, report rows and ledger labels; an empty name names nothing."""
+    result = run(tmp_path, book, "-e", databases(tmp_path, name=name))
+    out = " ".join(result.output.split())
+    assert result.rc != 0, out[-3000:]
+    assert "Every entry of fleet_databases of localhost needs a name of its own" in out, out[-3000:]
+    assert tasks_run(result.output)[-1] == "migrate : Every database entry has a name of its own", tasks_run(result.output)
+    assert SECRET not in result.output, "a database password was printed"
+    assert not (tmp_path / "db").exists() and not (tmp_path / "backups").exists()
