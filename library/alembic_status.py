@@ -223,6 +223,16 @@ blockers:
   returned: success
   type: list
   elements: dict
+leftovers:
+  description:
+    - The database's side databases on its server, each with C(name), C(kind) and C(sessions) - C(restore) (a
+      restore's scratch copy), C(replaced) (the original a restore replaced, kept with C(keep_replaced) or left by an
+      interrupted restore), C(drill) (a restore drill's copy) and C(scratch) (a schema check's database).
+    - With no sessions, the run that made it is gone (killed, or the host lost); the status report names it.
+  returned: for PostgreSQL databases that exist
+  type: list
+  elements: dict
+  sample: [{name: equities_drill_3fa2c1, kind: drill, sessions: 0}]
 blockers_visible:
   description: Whether the user can see other users' sessions (superuser or C(pg_read_all_stats)); without it
     blockers of other users go unseen and RV(blockers_note) says so.

@@ -330,6 +330,7 @@ class _Judge:
         cells["drift"] = self.drift()
         cells["review"] = self.review()
         cells["lock"] = self.lock()
+        self.leftovers()
         self.health.reasons.sort()
         self.health.notes.sort()
         self.metric("needs_attention", 1 if self.health.reasons else 0)
@@ -543,6 +544,24 @@ class _Judge:
         who = ", ".join("%s %s" % (key, holder[key]) for key in ("run_id", "pid", "client", "since") if holder.get(key) not in (None, ""))
         self.note("run lock held%s" % (" (%s)" % who if who else ""))
         return Cell("held" + (" (%s)" % who if who else ""), AMBER)
+
+    def leftovers(self) -> None:
+        """Side databases that no session uses: the run that made them is gone, and they take disk space."""
+        entries = self.status.get("leftovers")
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, Mapping) or count(entry.get("sessions")) != 0:
+                continue  # in use: a run in progress
+            name, kind = entry.get("name"), entry.get("kind")
+            if kind == "replaced":
+                self.note(
+                    "database %s holds the copy a restore replaced (kept with keep_replaced, or left by an interrupted restore): "
+                    "drop it when it is no longer needed" % name
+                )
+            else:
+                self.reason("database %s was left by %s and no session uses it: drop it" % (name, LEFT_BY.get(str(kind), "an interrupted run")))
+
+
+LEFT_BY = {"restore": "an interrupted restore", "drill": "an interrupted restore drill", "scratch": "an interrupted schema check"}
 
 
 def judge_database(status: Mapping[str, Any], policy: Policy, now: datetime) -> DatabaseHealth:

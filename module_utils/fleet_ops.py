@@ -59,8 +59,9 @@ from ansible.module_utils.fleet_ledger import (
 )
 from ansible.module_utils.fleet_lock import RunLock, pg_holder, sqlite_holder
 from ansible.module_utils.fleet_module import Operation
+from ansible.module_utils.fleet_restore import SIDE_HEX, side_prefix
 from ansible.module_utils.fleet_review import classify_downgrade, uses_autocommit_block
-from ansible.module_utils.fleet_scratch import expected_schema_differences
+from ansible.module_utils.fleet_scratch import expected_schema_differences, scratch_prefix
 
 CREATE_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "create_database": dict(type="bool", default=False),
@@ -98,6 +99,22 @@ def _sees_all_sessions(conn: Any) -> bool:
             sa.text("select pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') or (select rolsuper from pg_roles where rolname = current_user)")
         ).scalar()
     )
+
+
+def _leftovers(conn: Any, dbname: str) -> list[dict[str, Any]]:
+    """The side databases of dbname on its server (a restore's scratch copy or replaced original, a drill's copy, a
+    schema check's scratch database), each with its number of sessions: none means the run that made it is gone."""
+    prefixes = [(side_prefix(dbname, kind), kind) for kind in ("restore", "replaced", "drill")] + [(scratch_prefix(dbname), "scratch")]
+    rows = conn.execute(
+        sa.text("SELECT d.datname, (SELECT count(*) FROM pg_stat_activity a WHERE a.datid = d.oid) FROM pg_database d ORDER BY d.datname")
+    ).all()
+    found = []
+    for name, sessions in rows:
+        for prefix, kind in prefixes:
+            rest = name[len(prefix) :]
+            if name.startswith(prefix) and len(rest) == SIDE_HEX and all(c in "0123456789abcdef" for c in rest):
+                found.append({"name": name, "kind": kind, "sessions": int(sessions)})
+    return found
 
 
 def _wait_for_quiet(run: AlembicRun, params: dict[str, Any], pending: bool, blockers: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -194,6 +211,7 @@ def _status(params: dict[str, Any], result: dict[str, Any], scripts: dict[tuple[
                     result["lock_holder"] = pg_holder(conn, run.target)
                     result["blockers_visible"] = _sees_all_sessions(conn)
                     blockers = _blockers(conn, params)
+                    result["leftovers"] = _leftovers(conn, run.target.dbname)
             if not postgresql:
                 result["lock_holder"] = sqlite_holder(run.target)
             if result["lock_holder"] is None:

@@ -322,12 +322,19 @@ def _failed(step: Plan, entry_id: str, exc: BaseException) -> FleetError:
 
 
 # -- PostgreSQL ----------------------------------------------------------------------
+SIDE_HEX = 6  # hex digits that end a side database's name
+
+
+def side_prefix(dbname: str, kind: str) -> str:
+    """'<dbname>_<kind>_', the database name shortened so that the whole side name fits PostgreSQL's 63 bytes."""
+    suffix = "_%s_" % kind
+    budget = PG_NAME_LIMIT - len(suffix.encode()) - SIDE_HEX
+    return dbname.encode()[:budget].decode("utf-8", errors="ignore") + suffix
+
+
 def side_name(dbname: str, kind: str) -> str:
-    """'<dbname>_<kind>_<6 hex>', the database name shortened to fit PostgreSQL's 63 bytes."""
-    suffix = "_%s_%s" % (kind, secrets.token_hex(3))
-    budget = PG_NAME_LIMIT - len(suffix.encode())
-    prefix = dbname.encode()[:budget].decode("utf-8", errors="ignore")
-    return prefix + suffix
+    """'<dbname>_<kind>_<6 hex>': a database beside dbname (restore, replaced, drill)."""
+    return side_prefix(dbname, kind) + secrets.token_hex(SIDE_HEX // 2)
 
 
 def _quote(conn: Any, name: str) -> str:

@@ -26,6 +26,11 @@ except ImportError:  # pragma: no cover - reported by the module
     pass
 
 
+def scratch_prefix(dbname: str) -> str:
+    """The name of a scratch database of dbname, but its 6 hex digits."""
+    return ("%s_scratch_" % dbname[:40]).lower()
+
+
 @contextlib.contextmanager
 def scratch_target(target: DbTarget, maintenance_db: str = "postgres") -> Iterator[DbTarget]:
     """An empty database like the target, removed afterwards."""
@@ -40,7 +45,7 @@ def scratch_target(target: DbTarget, maintenance_db: str = "postgres") -> Iterat
                 os.unlink(os.path.join(directory, name))
             os.rmdir(directory)
         return
-    name = ("%s_scratch_%s" % (target.dbname[:40], suffix)).lower()
+    name = scratch_prefix(target.dbname) + suffix
     scratch = replace(target, url=target.url.rsplit("/", 1)[0] + "/" + name, dbname=name)
     admin = create_engine(target, dbname=maintenance_db).execution_options(isolation_level="AUTOCOMMIT")
     quoted = admin.dialect.identifier_preparer.quote_identifier(name)

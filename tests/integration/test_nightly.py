@@ -101,6 +101,26 @@ def test_a_clean_fleet_passes_and_a_manual_change_is_drift(tmp_path: Path, fresh
     assert allowed.rc == 0, allowed.output[-3000:]
     assert reasons(tmp_path) == []
 
+    # A drill killed mid-way leaves its copy behind; a restore may keep the replaced original on purpose.
+    for name in ("equities_drill_0badc0", "equities_replaced_0badc1", "equitiesx_drill_0badc2"):
+        fresh_pg[1].create_database(name)
+    try:
+        left = play(fleet, "status.yml", fresh_pg, "-e", '{"fleet_drift_allow": ["column companies.notes *"]}')
+        assert left.rc != 0
+        assert reasons(tmp_path) == [
+            "prod/db2/equities: database equities_drill_0badc0 was left by an interrupted restore drill and no session uses it: drop it",
+        ]
+        notes = [n for n in report(tmp_path)["notes"] if "replaced" in n]
+        assert notes == [
+            (
+                "prod/db2/equities: database equities_replaced_0badc1 holds the copy a restore replaced"
+                " (kept with keep_replaced, or left by an interrupted restore): drop it when it is no longer needed"
+            )
+        ], notes
+    finally:
+        for name in ("equities_drill_0badc0", "equities_replaced_0badc1", "equitiesx_drill_0badc2"):
+            fresh_pg[1].drop_database(name)
+
 
 def test_lag_a_stale_backup_and_a_failed_drill_fail_the_night(tmp_path: Path, fresh_pg: list[PgCluster], fleet: Path) -> None:
     # Lag: db2's equities one revision behind head.

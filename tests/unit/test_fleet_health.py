@@ -256,6 +256,29 @@ def test_amber_things_to_look_at_do_not_fail(overrides: dict[str, Any], cell: st
     assert db.colour == AMBER
 
 
+def test_side_databases_that_no_session_uses_are_named() -> None:
+    leftovers = [
+        {"name": "equities_drill_3fa2c1", "kind": "drill", "sessions": 0},
+        {"name": "equities_scratch_00aa11", "kind": "scratch", "sessions": 0},
+        {"name": "equities_restore_77bb22", "kind": "restore", "sessions": 1},  # in use: a restore in progress
+        {"name": "equities_replaced_c0ffee", "kind": "replaced", "sessions": 0},
+        "not a dict",
+    ]
+    db = judged(healthy(leftovers=leftovers))
+    assert db.reasons == [
+        "database equities_drill_3fa2c1 was left by an interrupted restore drill and no session uses it: drop it",
+        "database equities_scratch_00aa11 was left by an interrupted schema check and no session uses it: drop it",
+    ]
+    assert db.notes == [
+        (
+            "database equities_replaced_c0ffee holds the copy a restore replaced (kept with keep_replaced, or left by an interrupted restore): "
+            "drop it when it is no longer needed"
+        )
+    ]
+    assert db.colour == RED
+    assert judged(healthy(leftovers=[])).reasons == []
+
+
 def test_unknown_and_malformed_fields_are_tolerated() -> None:
     bare = judged({"environment": "dev", "host": "db9", "name": "equities"})
     assert bare.reasons == []
