@@ -172,7 +172,7 @@ class AlembicRun:
         self.session_settings: dict[str, str] = {}  # PostgreSQL SETs for migration connections
         self._engine: Any = None
         self._script: ScriptDirectory | None = None
-        self.shared_scripts: dict[tuple[str, str, str], ScriptDirectory] | None = None  # see share_scripts
+        self._shared_scripts: dict[tuple[str, str, str], ScriptDirectory] | None = None  # see share_scripts
 
     # -- lifecycle -----------------------------------------------------
     @contextlib.contextmanager
@@ -223,13 +223,13 @@ class AlembicRun:
 
     def share_scripts(self, cache: dict[tuple[str, str, str], ScriptDirectory]) -> None:
         """Load the project's scripts once for every run given the same cache (a host's databases in one call)."""
-        self.shared_scripts = cache
+        self._shared_scripts = cache
 
     @property
     def script(self) -> ScriptDirectory:
         key = (self.project.config_path, self.project.project_dir, self.project.ini_section)
-        if self._script is None and self.shared_scripts is not None:
-            self._script = self.shared_scripts.get(key)
+        if self._script is None and self._shared_scripts is not None:
+            self._script = self._shared_scripts.get(key)
         if self._script is None:
             try:
                 self._script = ScriptDirectory.from_config(self.config())
@@ -243,8 +243,8 @@ class AlembicRun:
                 raise FleetError(
                     "cannot load the migration scripts of %s: %s: %s; fix the revision file." % (self.project.config_path, type(exc).__name__, exc)
                 ) from None
-            if self.shared_scripts is not None:
-                self.shared_scripts[key] = self._script
+            if self._shared_scripts is not None:
+                self._shared_scripts[key] = self._script
         return self._script
 
     def lineage(self, current: Sequence[str]) -> list[Any]:
@@ -391,7 +391,6 @@ class AlembicRun:
         not once per revision) and cut at Alembic's "-- Running upgrade" markers, each piece framed by the pass's
         own transaction lines; anything else, or a pass that fails, falls back to one pass per step.
         """
-        one_by_one: list[tuple[str | None, str | None]] = []
         chain = all(tuple(step.down_revision) == (steps[i - 1].revision,) for i, step in enumerate(steps) if i) and all(
             step.direction == "upgrade" for step in steps
         )
@@ -401,9 +400,7 @@ class AlembicRun:
             pieces = _split_rendered(sql, len(steps)) if sql is not None else None
             if pieces is not None:
                 return [(piece, None) for piece in pieces]
-        for step in steps:
-            one_by_one.append(self.render_sql("upgrade", self.parse(step.revision, "upgrade"), list(step.down_revision)))
-        return one_by_one
+        return [self.render_sql("upgrade", self.parse(step.revision, "upgrade"), list(step.down_revision)) for step in steps]
 
     def render_stamp_sql(self, spec: TargetSpec, current: Sequence[str]) -> tuple[str | None, str | None]:
         if len(current) > 1:

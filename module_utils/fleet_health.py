@@ -273,6 +273,10 @@ def status_failed(status: Mapping[str, Any]) -> bool:
     return bool(status.get("msg")) and "exists" not in status and "current" not in status
 
 
+# What left a side database behind, by its kind (alembic_status's `leftovers`).
+LEFT_BY = {"restore": "an interrupted restore", "drill": "an interrupted restore drill", "scratch": "an interrupted schema check"}
+
+
 class _Judge:
     """Judges one database's status dict into a DatabaseHealth."""
 
@@ -559,9 +563,6 @@ class _Judge:
                 )
             else:
                 self.reason("database %s was left by %s and no session uses it: drop it" % (name, LEFT_BY.get(str(kind), "an interrupted run")))
-
-
-LEFT_BY = {"restore": "an interrupted restore", "drill": "an interrupted restore drill", "scratch": "an interrupted schema check"}
 
 
 def judge_database(status: Mapping[str, Any], policy: Policy, now: datetime) -> DatabaseHealth:
