@@ -13,15 +13,26 @@ description:
   - Adds alembic-fleet's own rules. From the SQL - C(mixed-data-and-schema) (a revision that moves data and changes
     the schema) and C(non-transactional) (a statement outside the revision's transaction, from an
     C(autocommit_block) or CONCURRENTLY, mixed with other work or not re-runnable). From the source -
-    C(irreversible-downgrade) (C(downgrade()) missing, empty, C(pass) or raising) and C(lossy-downgrade).
+    C(irreversible-downgrade) (C(downgrade()) missing, empty while C(upgrade()) is not, or raising on every path),
+    C(uncertain-downgrade) (it raises only under a condition, or calls code that may refuse - the reversibility is
+    C(unknown)) and C(lossy-downgrade). A merge revision, or any revision whose C(upgrade()) is empty too, is reversible.
   - A revision that cannot render offline (for example one that queries through C(op.get_bind())) is reviewed from
-    its C(upgrade()) operations instead, with the same rule names, and its C(note) says so.
+    its C(upgrade()) operations instead, with the same rule names, and its C(note) says so. A read-only C(SELECT)
+    there is not a data migration; a value decided at run time (C(postgresql_concurrently=<variable>)) makes the
+    finding C(uncertain), never more than a warning.
+  - Statements are read with PostgreSQL's own parser (C(pglast)).
+  - Findings that only matter for a table already in use (locks, rewrites, renames, drops) are left out for a table
+    created earlier in the same plan, and for every table when the database was empty before the run (it does not
+    exist, no revision is recorded, or O(offline) from V(base)) - a fresh install blocks no one. They are listed in
+    the revision's C(skipped).
   - Each rule has a level - C(error), C(warning) or C(off) - from alembic-fleet's table (see
     C(module_utils/fleet_rules.py)), changed by O(rules). Findings of rules that are off are not reported.
   - >-
-    A revision acknowledges a finding in its own file with a module-level
-    C(fleet_acknowledge = {"rule-name": "why it is safe here"}); acknowledged findings are still listed, with the
-    reason, but are not errors.
+    A finding is acknowledged by revision and rule, with a reason, in the review file C(fleet-review.yml) beside
+    C(alembic.ini) (C(acknowledge: {<revision>: {<rule>: <reason>}})) or in O(acknowledge), which wins per revision
+    and rule. Nothing in the revision file changes, so its checksum in the ledger stays valid. A revision's own
+    module-level C(fleet_acknowledge = {"rule-name": "why it is safe here"}) still counts, below both.
+    Acknowledged findings are still listed, with the reason and where it came from, but are not errors.
   - With O(block=true) unacknowledged errors set C(blocked); the module itself still succeeds, so that the caller
     can show the whole review before stopping.
   - With O(offline=true) no database is needed; O(url) still gives the SQL dialect and O(from_revision) the start.
@@ -58,6 +69,15 @@ options:
       - Whether unacknowledged errors block - they set C(blocked). prod sets this; dev and local only warn.
     type: bool
     default: false
+  acknowledge:
+    description:
+      - >-
+        Acknowledged findings - revision id (or a unique prefix of 4 or more characters) to a mapping of rule name to
+        the reason it is safe, for example C({"4d2a9c1b": {"ban-drop-column": "nothing reads it since 4.2"}}).
+      - Merged with the review file C(fleet-review.yml) beside C(alembic.ini) (same shape, under the key
+        C(acknowledge)); this option wins per revision and rule.
+      - A key that names no revision, an unknown rule or an empty reason fails the module in one line.
+    type: dict
 attributes:
   check_mode:
     support: full
@@ -123,14 +143,24 @@ revisions:
       description: >-
         The findings, each with rule, severity (C(error) or C(warning)), table (or null), statement (the SQL
         statement or operation, empty for findings about the whole file), line (in the rendered SQL or the revision
-        file, 1-based, or null), why, fix, source (C(squawk), C(alembic-fleet) or C(alembic-fleet (source))),
-        acknowledged and acknowledgement (the revision's reason, or null).
+        file, 1-based, or null), why, fix (never empty), source (C(squawk), C(alembic-fleet) or
+        C(alembic-fleet (source))), uncertain (why the source cannot tell, or null - such a finding is at most a
+        warning), acknowledged, acknowledgement (the reason, or null) and acknowledged_by (where it came from).
       type: list
       elements: dict
-    acknowledgements: {description: The revision's C(fleet_acknowledge), rule to reason., type: dict}
+    acknowledgements:
+      description: The revision's acknowledgements, rule to reason (from O(acknowledge), C(fleet-review.yml) or C(fleet_acknowledge)).
+      type: dict
+    acknowledgement_sources:
+      description: Where each acknowledgement comes from, rule to C(acknowledge option), C(fleet-review.yml) or C(fleet_acknowledge).
+      type: dict
     unused_acknowledgements: {description: Acknowledged rules that found nothing in this revision., type: list, elements: str}
-    reversibility: {description: C(reversible), C(lossy) or C(irreversible), from the revision's downgrade()., type: str}
-    reversibility_reasons: {description: Why the downgrade is lossy or irreversible., type: list, elements: str}
+    reversibility: {description: "C(reversible), C(lossy), C(irreversible) or C(unknown), from the revision's downgrade().", type: str}
+    reversibility_reasons: {description: Why the downgrade is lossy, irreversible or unknown., type: list, elements: str}
+    skipped:
+      description: Findings left out because their table cannot be in use yet (created earlier in the plan, or a fresh database), one line each.
+      type: list
+      elements: str
     transactional: {description: Whether everything the revision runs is inside its transaction., type: bool}
     sql_rendered: {description: Whether the revision's SQL could be rendered offline and linted., type: bool}
     note: {description: Why the SQL was not rendered, or a caveat about the lint; null otherwise., type: str}
@@ -151,6 +181,21 @@ errors:
   elements: str
 blocked:
   description: Whether O(block) is set and there are unacknowledged errors.
+  returned: success
+  type: bool
+block_message:
+  description:
+    - When C(blocked), the lines to stop with - the database, one line per blocking finding, then every way out
+      (fix the revision, acknowledge in C(fleet-review.yml), change the rule's level, stop blocking); else empty.
+  returned: success
+  type: list
+  elements: str
+review_file:
+  description: The path of the project's review file C(fleet-review.yml) (beside C(alembic.ini)), whether it exists or not.
+  returned: success
+  type: str
+fresh:
+  description: Whether the database was empty (missing, no revision recorded, or O(offline) from V(base)), so no table can be in use.
   returned: success
   type: bool
 ledger_review:
@@ -191,6 +236,7 @@ def main() -> None:
             from_revision=dict(type="str", default="base"),
             rules=dict(type="dict", default={}),
             block=dict(type="bool", default=False),
+            acknowledge=dict(type="dict"),
         ),
         supports_check_mode=True,
     )

@@ -2,13 +2,18 @@
 # alembic_lint: the review of the pending revisions, one at a time. Each is
 # rendered to SQL with Alembic's offline mode and checked by squawk (a
 # PostgreSQL migration linter) and by alembic-fleet's own statement rules
-# (data and schema mixed, non-transactional statements); a revision that
-# cannot render offline is reviewed from its upgrade() operations instead.
-# Every revision's downgrade() is classified (reversible, lossy,
-# irreversible). The policy (fleet_rules levels, overridden per environment)
-# makes each finding an error, a warning or nothing; a revision's
-# fleet_acknowledge names the rules it accepts, with a reason. Read-only: it
-# never changes anything and never connects with offline: true.
+# (data and schema mixed, non-transactional statements), reading the SQL with
+# pglast; a revision that cannot render offline is reviewed from its upgrade()
+# operations instead. Every revision's downgrade() is classified (reversible,
+# lossy, irreversible, unknown). Findings that need an existing table are left
+# out for tables created earlier in the plan, and for every table of a
+# database that was empty (a fresh install cannot block anyone). The policy
+# (fleet_rules levels, overridden per environment) makes each finding an
+# error, a warning or nothing; what the source cannot tell is never more than
+# a warning. Findings are acknowledged by revision and rule in fleet-review.yml
+# beside alembic.ini, the acknowledge option, or a revision's own
+# fleet_acknowledge. Read-only: it never changes anything and never connects
+# with offline: true.
 from __future__ import annotations
 
 import json
@@ -20,36 +25,42 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ansible.module_utils.fleet_acknowledge import (
+    IN_FILE,
+    OPTION,
+    REVIEW_FILE,
+    Acknowledgement,
+    Acknowledgements,
+    check_mapping,
+    merge,
+    read_review_file,
+    resolve,
+    review_file_path,
+)
 from ansible.module_utils.fleet_alembic import AlembicRun, Step, elapsed
 from ansible.module_utils.fleet_common import FleetError
 from ansible.module_utils.fleet_ops import _open
 from ansible.module_utils.fleet_review import (
     IRREVERSIBLE,
     LOSSY,
+    UNKNOWN,
+    OperationFinding,
     classify_downgrade,
     read_acknowledgements,
     review_upgrade,
 )
-from ansible.module_utils.fleet_rules import ERROR, LEVELS, OFF, RULES, rule_level
+from ansible.module_utils.fleet_rules import ERROR, LEVELS, OFF, RULES, WARNING, new_table_exempt, rule_fix, rule_level
+from ansible.module_utils.fleet_sql import DATA, SCHEMA, TRANSACTION, Statement, read_statement, table_of
 
 SQUAWK_TIMEOUT = 120
 STATEMENT_PREVIEW = 200
-_VERSION_TABLE = re.compile(r"\balembic_version\b", re.IGNORECASE)
+VERSION_TABLE = "alembic_version"
 _RULE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
-_TX_CONTROL = re.compile(r"^(BEGIN|COMMIT|ROLLBACK|START\s+TRANSACTION|END)\b", re.IGNORECASE)
-_DATA = re.compile(r"^(INSERT|UPDATE|DELETE|MERGE|COPY|WITH)\b", re.IGNORECASE)
-_NON_TRANSACTIONAL = re.compile(r"\bCONCURRENTLY\b|^VACUUM\b|^ALTER\s+SYSTEM\b|^(CREATE|DROP)\s+DATABASE\b", re.IGNORECASE)
-_RERUNNABLE = re.compile(r"\bIF\s+(NOT\s+)?EXISTS\b", re.IGNORECASE)
-_TABLE_PATTERNS = (
-    re.compile(r"^ALTER\s+TABLE\s+(?:ONLY\s+)?(?:IF\s+EXISTS\s+)?([\w.\"]+)", re.IGNORECASE),
-    re.compile(r"^CREATE\s+(?:UNIQUE\s+)?INDEX\s+.*?\bON\s+(?:ONLY\s+)?([\w.\"]+)", re.IGNORECASE | re.DOTALL),
-    re.compile(r"^(?:CREATE|DROP)\s+TABLE\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?([\w.\"]+)", re.IGNORECASE),
-    re.compile(r"^(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|TRUNCATE(?:\s+TABLE)?)\s+(?:ONLY\s+)?([\w.\"]+)", re.IGNORECASE),
-)
+_DOWNGRADE_RULES = {IRREVERSIBLE: "irreversible-downgrade", LOSSY: "lossy-downgrade", UNKNOWN: "uncertain-downgrade"}
 
 
 # -- policy ------------------------------------------------------------------
@@ -59,6 +70,7 @@ class Policy:
 
     overrides: dict[str, str]
     block: bool
+    acknowledge: dict[str, dict[str, str]] = field(default_factory=dict)  # the acknowledge option, shape-checked
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Policy:
@@ -70,36 +82,29 @@ class Policy:
             if wanted not in LEVELS:
                 raise FleetError("rules: %s is set to '%s': give one of %s." % (name, level, ", ".join(LEVELS)))
             overrides[name] = wanted
-        return cls(overrides, bool(params.get("block")))
+        return cls(overrides, bool(params.get("block")), check_mapping(params.get("acknowledge"), "the acknowledge option"))
 
     def level(self, rule: str) -> str:
         return rule_level(rule, self.overrides)
 
 
-def _finding(rule: str, statement: str, source: str, line: int | None = None, why: str = "", fix: str = "") -> dict[str, Any]:
+def _finding(rule: str, statement: str, source: str, line: int | None = None, why: str = "", fix: str = "", sql: bool = True) -> dict[str, Any]:
     known = RULES.get(rule)
     text = " ".join(statement.split())
     return {
         "rule": rule,
         "severity": None,  # set by the policy
-        "table": table_of(text),
+        "table": table_of(text) if sql else None,
         "statement": text if len(text) <= STATEMENT_PREVIEW else text[:STATEMENT_PREVIEW] + "...",
         "line": line,
-        "why": known.why if known else why,
-        "fix": known.fix if known else fix,
+        "why": known.why if known else (" ".join(why.split()) or "squawk's rule %s." % rule),
+        "fix": rule_fix(rule, fix),
         "source": source,
+        "uncertain": None,
         "acknowledged": False,
         "acknowledgement": None,
+        "acknowledged_by": None,
     }
-
-
-def table_of(statement: str) -> str | None:
-    """The table a SQL statement works on, when its first words say so."""
-    for pattern in _TABLE_PATTERNS:
-        match = pattern.match(statement.strip())
-        if match:
-            return match.group(1).replace('"', "")
-    return None
 
 
 # -- the revision's SQL ------------------------------------------------------
@@ -151,7 +156,7 @@ def lintable_sql(sql: str) -> tuple[str, list[tuple[int, int, str]]]:
             kept.append(statement)  # "-- Running upgrade a -> b" comments
             line += 1
             continue
-        if _VERSION_TABLE.search(statement):
+        if _version_bookkeeping(statement):
             continue  # CREATE TABLE / INSERT / UPDATE alembic_version: Alembic's, not the revision's
         count = statement.count("\n") + 1
         spans.append((line, line + count - 1, statement))
@@ -160,11 +165,15 @@ def lintable_sql(sql: str) -> tuple[str, list[tuple[int, int, str]]]:
     return "\n".join(kept) + "\n", spans
 
 
-def _statement_at(spans: Sequence[tuple[int, int, str]], line: int) -> str:
-    for first, last, text in spans:
+def _version_bookkeeping(statement: str) -> bool:
+    return read_statement(statement).table == VERSION_TABLE
+
+
+def _span_at(spans: Sequence[tuple[int, int, str]], line: int) -> int | None:
+    for index, (first, last, _) in enumerate(spans):
         if first <= line <= last:
-            return text
-    return ""
+            return index
+    return None
 
 
 def _pg_version(server_version: str | None) -> str | None:
@@ -205,17 +214,17 @@ def run_squawk(binary: str, sqls: dict[str, str], workdir: str, pg_version: str 
         if name not in findings:
             raise FleetError("squawk reported a file it was not given (%s) on %s." % (name, names))
         line = item.get("line") if isinstance(item.get("line"), int) else None
-        statement = _statement_at(spans_of[name], line) if line is not None else ""
-        findings[name].append(
-            _finding(
-                str(item.get("rule_name") or ""),
-                statement,
-                "squawk",
-                None if line is None else line + 1,
-                why=str(item.get("message") or ""),
-                fix=str(item.get("help") or ""),
-            )
+        span = _span_at(spans_of[name], line) if line is not None else None
+        finding = _finding(
+            str(item.get("rule_name") or ""),
+            spans_of[name][span][2] if span is not None else "",
+            "squawk",
+            None if line is None else line + 1,
+            why=str(item.get("message") or ""),
+            fix=str(item.get("help") or ""),
         )
+        finding["span"] = span  # which statement: read (and removed) by _lint_step for the new-table check
+        findings[name].append(finding)
     return findings
 
 
@@ -225,30 +234,63 @@ def statement_findings(sql: str) -> tuple[list[dict[str, Any]], bool]:
     Alembic wraps a revision's statements in BEGIN/COMMIT when the dialect has transactional DDL; whatever is
     rendered outside them (an autocommit_block) is not rolled back with the rest.
     """
-    statements = [s for s in _statements(sql) if not _is_comment(s) and not _VERSION_TABLE.search(s)]
-    wrapped = any(_TX_CONTROL.match(s.strip()) and s.strip().upper().startswith(("BEGIN", "START")) for s in statements)
+    statements = [read_statement(s) for s in _statements(sql) if not _is_comment(s)]
+    statements = [s for s in statements if s.table != VERSION_TABLE]
+    wrapped = any(s.kind == TRANSACTION and s.begins for s in statements)
     in_transaction = False
     data: list[str] = []
     schema: list[str] = []
-    outside: list[str] = []
+    outside: list[Statement] = []
     for statement in statements:
-        text = statement.strip()
-        if _TX_CONTROL.match(text):
-            in_transaction = text.upper().startswith(("BEGIN", "START"))
+        if statement.kind == TRANSACTION:
+            in_transaction = statement.begins
             continue
-        if (wrapped and not in_transaction) or _NON_TRANSACTIONAL.search(text):
-            outside.append(text)
-        elif _DATA.match(text):
-            data.append(text)
-        else:
-            schema.append(text)
+        if (wrapped and not in_transaction) or statement.outside_transaction:
+            outside.append(statement)
+        elif statement.kind == DATA:
+            data.append(statement.text)
+        elif statement.kind == SCHEMA:
+            schema.append(statement.text)  # a read-only SELECT or a SET is neither data nor schema
     findings: list[dict[str, Any]] = []
     if data and (schema or outside):
         findings.append(_finding("mixed-data-and-schema", data[0], "alembic-fleet"))
-    fragile = [s for s in outside if not _RERUNNABLE.search(s)]
+    fragile = [s for s in outside if not s.rerunnable]
     if outside and (data or schema or fragile):
-        findings.append(_finding("non-transactional", (fragile or outside)[0], "alembic-fleet"))
+        findings.append(_finding("non-transactional", (fragile or outside)[0].text, "alembic-fleet"))
     return findings, not outside
+
+
+# -- new tables ----------------------------------------------------------------
+class NewTables:
+    """The tables no one can be using yet: those created earlier in the plan, or every table of a fresh database."""
+
+    def __init__(self, fresh: bool) -> None:
+        self.fresh = fresh
+        self.created: set[str] = set()
+
+    def walk(self, statements: Sequence[str]) -> list[bool]:
+        """For each statement in order, whether the table it works on is new before it runs."""
+        new = []
+        for text in statements:
+            statement = read_statement(text)
+            new.append(self.fresh or (statement.table is not None and statement.table in self.created))
+            self._apply(statement)
+        return new
+
+    def _apply(self, statement: Statement) -> None:
+        if statement.creates and not statement.creates_if_missing:
+            self.created.add(statement.creates)
+        if statement.renamed_to and statement.table in self.created:
+            self.created.add(statement.renamed_to)
+        self.created.difference_update(statement.drops)
+
+    def exempt(self, finding: dict[str, Any], new: bool) -> bool:
+        return new and new_table_exempt(finding["rule"])
+
+    def describe(self, finding: dict[str, Any]) -> str:
+        why = "the database was empty before this run" if self.fresh else "the table is created earlier in this plan"
+        on = " on %s" % finding["table"] if finding["table"] else ""
+        return "%s%s: %s, so nothing can be blocked" % (finding["rule"], on, why)
 
 
 # -- one revision ------------------------------------------------------------
@@ -256,35 +298,67 @@ def downgrade_findings(path: str) -> tuple[str, list[str], list[dict[str, Any]]]
     verdict = classify_downgrade(path)
     reasons = list(verdict.reasons)
     findings: list[dict[str, Any]] = []
-    if verdict.kind in (IRREVERSIBLE, LOSSY):
-        rule = "irreversible-downgrade" if verdict.kind == IRREVERSIBLE else "lossy-downgrade"
+    rule = _DOWNGRADE_RULES.get(verdict.kind)
+    if rule is not None:
         finding = _finding(rule, "", "alembic-fleet")
         finding["why"] = "%s (%s)" % (finding["why"].rstrip("."), "; ".join(reasons))
         findings.append(finding)
     return verdict.kind, reasons, findings
 
 
-def _operation_findings(path: str) -> tuple[list[dict[str, Any]], bool]:
-    review = review_upgrade(path)
-    findings = []
+def _operation_findings(path: str, tables: NewTables) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """The findings of upgrade()'s operations, and those left out because their table is new."""
+    review = review_upgrade(path, tables.created)
+    # Reviewed again as if the plan had created nothing, to list what the plan's new tables silenced.
+    silenced = [item for item in review_upgrade(path).findings if item not in review.findings] if tables.created else []
+    tables.created = set(review.new_tables)
+    findings: list[dict[str, Any]] = []
+    skipped = [_operation_finding(item) for item in silenced]
     for item in review.findings:
-        finding = _finding(item.rule, item.statement, "alembic-fleet (source)", item.line)
-        finding["table"] = item.table
-        findings.append(finding)
+        finding = _operation_finding(item)
+        (skipped if tables.exempt(finding, tables.fresh) else findings).append(finding)
     transactional = not any(f["rule"] == "non-transactional" for f in findings)
-    return findings, transactional
+    return findings, skipped, transactional
 
 
-def _lint_step(run: AlembicRun, step: Step, rendered: tuple[str | None, str | None], squawked: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _operation_finding(item: OperationFinding) -> dict[str, Any]:
+    finding = _finding(item.rule, item.statement, "alembic-fleet (source)", item.line, sql=False)
+    finding.update(table=item.table, uncertain=item.uncertain or None)
+    return finding
+
+
+def _sql_findings(sql: str, squawked: list[dict[str, Any]], tables: NewTables) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """The findings of the rendered SQL, and those left out because their table is new."""
+    _, spans = lintable_sql(sql)
+    new = tables.walk([text for _, _, text in spans])
+    kept: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for finding in squawked:
+        span = finding.pop("span", None)
+        (skipped if tables.exempt(finding, span is not None and new[span]) else kept).append(finding)
+    own, transactional = statement_findings(sql)
+    return kept + own, skipped, transactional
+
+
+def _render_note(step: Step, note: str | None) -> str:
+    if len(step.down_revision) > 1:
+        # Offline mode renders from one revision; a merge starts from several. No database is involved here.
+        return "merge revision of %s: offline mode cannot render a revision with several parents." % ", ".join(step.down_revision)
+    return note or "SQL not rendered."
+
+
+def _lint_step(
+    run: AlembicRun, step: Step, rendered: tuple[str | None, str | None], squawked: list[dict[str, Any]] | None, tables: NewTables
+) -> dict[str, Any]:
     entry: dict[str, Any] = {"revision": step.revision, "file": os.path.basename(step.path), "message": step.message, "note": None}
     kind, reasons, findings = downgrade_findings(step.path)
     sql, note = rendered
+    skipped: list[dict[str, Any]] = []
     if sql is None:
-        entry["note"] = "%s Its upgrade() operations were reviewed from the source instead." % (note or "SQL not rendered.")
-        own, transactional = _operation_findings(step.path)
+        entry["note"] = "%s Its upgrade() operations were reviewed from the source instead." % _render_note(step, note)
+        own, skipped, transactional = _operation_findings(step.path, tables)
     else:
-        own, transactional = statement_findings(sql)
-        own = (squawked or []) + own
+        own, skipped, transactional = _sql_findings(sql, squawked or [], tables)
         if run.target.dialect != "postgresql":
             entry["note"] = "squawk's rules are written for PostgreSQL; this SQL was rendered for %s." % run.target.dialect
     acknowledgements, problem = read_acknowledgements(step.path)
@@ -298,26 +372,36 @@ def _lint_step(run: AlembicRun, step: Step, rendered: tuple[str | None, str | No
         reversibility_reasons=reasons,
         transactional=transactional,
         sql_rendered=sql is not None,
+        skipped=[tables.describe(f) for f in skipped],
     )
     return entry
 
 
-def apply_policy(entry: dict[str, Any], policy: Policy) -> None:
-    """Give each finding its level, drop the ones that are off, mark acknowledged ones."""
+def apply_policy(entry: dict[str, Any], policy: Policy, outside: dict[str, Acknowledgement] | None = None) -> None:
+    """Give each finding its level, drop the ones that are off, mark acknowledged ones.
+
+    outside: the revision's acknowledgements from fleet-review.yml and the acknowledge option (rule ->
+    acknowledgement); they win over the revision's own fleet_acknowledge. What the source cannot tell (uncertain)
+    is never more than a warning.
+    """
+    own = {rule: Acknowledgement(reason, IN_FILE) for rule, reason in entry["acknowledgements"].items()}
+    acknowledged = {**own, **(outside or {})}
     kept = []
     used: set[str] = set()
     for finding in entry["findings"]:
         level = policy.level(finding["rule"])
         if level == OFF:
             continue
-        finding["severity"] = level
-        reason = entry["acknowledgements"].get(finding["rule"])
-        if reason and finding["rule"] != "invalid-acknowledgement":
-            finding.update(acknowledged=True, acknowledgement=reason)
+        finding["severity"] = WARNING if finding.get("uncertain") and level == ERROR else level
+        given = acknowledged.get(finding["rule"])
+        if given is not None and finding["rule"] != "invalid-acknowledgement":
+            finding.update(acknowledged=True, acknowledgement=given.reason, acknowledged_by=given.source)
             used.add(finding["rule"])
         kept.append(finding)
     entry["findings"] = kept
-    entry["unused_acknowledgements"] = sorted(set(entry["acknowledgements"]) - used)
+    entry["acknowledgements"] = {rule: given.reason for rule, given in acknowledged.items()}
+    entry["acknowledgement_sources"] = {rule: given.source for rule, given in acknowledged.items()}
+    entry["unused_acknowledgements"] = sorted(set(acknowledged) - used)
 
 
 def ledger_review(revisions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -338,18 +422,42 @@ def finding_line(entry: dict[str, Any], finding: dict[str, Any]) -> str:
     """One line per finding: revision, file, level, rule, table, statement, fix (and the acknowledgement)."""
     where = " on %s" % finding["table"] if finding["table"] else ""
     statement = ' ("%s")' % finding["statement"] if finding["statement"] else ""
-    line = "%s (%s): %s %s%s%s - fix: %s" % (
+    uncertain = " (uncertain: %s)" % finding["uncertain"] if finding.get("uncertain") else ""
+    line = "%s (%s): %s %s%s%s%s - fix: %s" % (
         entry["revision"],
         entry["file"],
         finding["severity"],
         finding["rule"],
         where,
         statement,
+        uncertain,
         finding["fix"].rstrip("."),
     )
     if finding["acknowledged"]:
-        line += " - acknowledged: %s" % finding["acknowledgement"]
+        line += " - acknowledged (%s): %s" % (finding.get("acknowledged_by") or IN_FILE, finding["acknowledgement"])
     return line
+
+
+def block_message(database: str, review_file: str, blocking: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
+    """The lines that stop a run: what blocks, then every way out, each on a line of its own."""
+    if not blocking:
+        return []
+    wanted: dict[str, list[str]] = {}
+    for entry, finding in blocking:
+        wanted.setdefault(entry["revision"], [])
+        if finding["rule"] not in wanted[entry["revision"]]:
+            wanted[entry["revision"]].append(finding["rule"])
+    acknowledge = ", ".join("%s: {%s}" % (rev, ", ".join("%s: <why it is safe>" % rule for rule in rules)) for rev, rules in wanted.items())
+    rules = list(dict.fromkeys(rule for names in wanted.values() for rule in names))
+    return [
+        "%s: the review blocks the upgrade and nothing was changed:" % database,
+        *("  %s" % finding_line(entry, finding) for entry, finding in blocking),
+        "ways out:",
+        "- fix the revision",
+        "- acknowledge: add to %s: acknowledge: {%s}" % (review_file, acknowledge),
+        "- change the rule's level: fleet_review_rules: {%s}" % ", ".join("%s: warning" % rule for rule in rules),
+        "- stop blocking in this environment: fleet_review_block: false",
+    ]
 
 
 # -- the module ----------------------------------------------------------------
@@ -369,22 +477,46 @@ def _offline_start(run: AlembicRun, from_revision: str | None) -> list[str]:
     return found
 
 
-def review_steps(
-    run: AlembicRun, steps: Sequence[Step], policy: Policy, pg_version: str | None, binary: str | None = None
-) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]], list[str]]:
-    """Review each planned step on the open run: (revisions, (revision, finding) pairs, lines of blocking errors)."""
+def acknowledgements_of(run: AlembicRun, policy: Policy) -> Acknowledgements:
+    """fleet-review.yml beside alembic.ini, then the acknowledge option over it, keyed by full revision ids."""
+    path = review_file_path(run.project.config_path)
+    ids = run.revision_ids()
+    in_file = resolve(read_review_file(path), ids, path, REVIEW_FILE)
+    given = resolve(policy.acknowledge, ids, "the acknowledge option", OPTION)
+    return merge(in_file, given)
+
+
+@dataclass
+class Review:
+    """review_steps' answer: the reviewed revisions, every (revision, finding), the blocking ones and their message."""
+
+    revisions: list[dict[str, Any]]
+    findings: list[tuple[dict[str, Any], dict[str, Any]]]
+    blocking: list[str]
+    block_message: list[str]
+
+
+def review_steps(run: AlembicRun, steps: Sequence[Step], policy: Policy, pg_version: str | None, binary: str | None = None, fresh: bool = False) -> Review:
+    """Review each planned step on the open run.
+
+    fresh: the database was empty before this run (no revision recorded, or it does not exist yet), so no table can
+    be in use and the findings that need an existing table are left out.
+    """
+    acknowledged = acknowledgements_of(run, policy)  # a bad review file fails before any work
     binary = binary or squawk_binary()
     # One offline rendering of the whole plan and one squawk run over all of it, not one of each per revision.
     rendered = run.render_steps_sql(steps)
     sqls = {"%s.sql" % step.revision: sql for step, (sql, _) in zip(steps, rendered, strict=True) if sql is not None}
     with tempfile.TemporaryDirectory(prefix="alembic-fleet-lint-") as workdir:
         squawked = run_squawk(binary, sqls, workdir, pg_version)
-    revisions = [_lint_step(run, step, pair, squawked.get("%s.sql" % step.revision)) for step, pair in zip(steps, rendered, strict=True)]
+    tables = NewTables(fresh)
+    revisions = [_lint_step(run, step, pair, squawked.get("%s.sql" % step.revision), tables) for step, pair in zip(steps, rendered, strict=True)]
     for entry in revisions:
-        apply_policy(entry, policy)
+        apply_policy(entry, policy, acknowledged.get(entry["revision"]))
     findings = [(entry, f) for entry in revisions for f in entry["findings"]]
-    blocking = [finding_line(entry, f) for entry, f in findings if f["severity"] == ERROR and not f["acknowledged"]]
-    return revisions, findings, blocking
+    blocking = [(entry, f) for entry, f in findings if f["severity"] == ERROR and not f["acknowledged"]]
+    message = block_message(run.target.dbname or run.target.label, review_file_path(run.project.config_path), blocking) if policy.block else []
+    return Review(revisions, findings, [finding_line(entry, f) for entry, f in blocking], message)
 
 
 def lint(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
@@ -400,23 +532,26 @@ def lint(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict
         heads = run.script_heads()
         if offline:
             current = _offline_start(run, params.get("from_revision"))
+            fresh = not current  # reviewed from base: a fresh install
         else:
             probe = run.probe()
             current = list(probe.current)
+            fresh = not probe.exists or not current
             if not probe.exists:
                 result["note"] = "database %s does not exist yet: every revision up to the target is reviewed." % run.target.label
             elif run.target.dialect == "postgresql":
                 pg_version = _pg_version(probe.server_version)
-        result["current"] = current
+        result.update(current=current, fresh=fresh)
         spec_text = params.get("target") or "head"
         if len(heads) > 1 and spec_text == "head":
             spec_text = "heads"
         spec = run.parse(spec_text, "upgrade")
         result["target"] = spec.given
         steps = run.plan("upgrade", spec, current)
-        revisions, findings, blocking = review_steps(run, steps, policy, pg_version, binary)
+        review = review_steps(run, steps, policy, pg_version, binary, fresh=fresh)
+    findings = review.findings
     result.update(
-        revisions=revisions,
+        revisions=review.revisions,
         pending_count=len(steps),
         summary={
             "errors": sum(1 for _, f in findings if f["severity"] == ERROR and not f["acknowledged"]),
@@ -424,9 +559,11 @@ def lint(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict
             "acknowledged": sum(1 for _, f in findings if f["acknowledged"]),
         },
         report=[finding_line(entry, f) for entry, f in findings],
-        errors=blocking,
-        blocked=bool(blocking) and policy.block,
-        ledger_review=ledger_review(revisions),
+        errors=review.blocking,
+        blocked=bool(review.blocking) and policy.block,
+        block_message=review.block_message,
+        review_file=review_file_path(run.project.config_path),
+        ledger_review=ledger_review(review.revisions),
         pg_version=pg_version,
         duration=elapsed(started),
     )

@@ -1,27 +1,29 @@
 # -*- coding: utf-8 -*-
 # Reversibility of a revision's downgrade(), read from the revision file with
-# the ast module so a rollback can be refused or allowed before anything runs;
-# and the hazards of its upgrade() operations, the linter's fallback when a
-# revision cannot be rendered to SQL offline, with its fleet_acknowledge.
-# Nothing is imported or executed: only the source is read. Pure Python: no
-# Alembic or SQLAlchemy import.
+# the ast module so a rollback can be refused or allowed before anything runs:
+# only a certain loss (lossy) or a raise on every path (irreversible) is
+# proven; what the source cannot tell (a raise under a condition, a call that
+# may refuse) is unknown, with the reason. And the hazards of its upgrade()
+# operations, the linter's fallback when a revision cannot be rendered to SQL
+# offline, with its fleet_acknowledge. Nothing is imported or executed: only
+# the source is read (SQL literals with pglast). No Alembic or SQLAlchemy.
 from __future__ import annotations
 
 import ast
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ansible.module_utils.fleet_common import FleetError
 from ansible.module_utils.fleet_rules import RULES
+from ansible.module_utils.fleet_sql import DATA, READ, SCHEMA, read_sql
 
-REVERSIBLE, LOSSY, IRREVERSIBLE = "reversible", "lossy", "irreversible"
+REVERSIBLE, LOSSY, IRREVERSIBLE, UNKNOWN = "reversible", "lossy", "irreversible", "unknown"
 
-# SQL that throws rows or columns away when found in a literal in downgrade().
-_LOSSY_SQL = re.compile(r"\bDROP\s+TABLE\b|\bDROP\s+COLUMN\b|\bTRUNCATE\b|\bDELETE\s+FROM\b", re.IGNORECASE)
 _SQL_CALLS = ("execute", "exec_driver_sql", "text")
 _SQL_PREVIEW = 80
+# Words in the name of a function downgrade() calls but cannot be read (imported) that say it may refuse.
+_REFUSING_WORDS = ("irreversible", "notimplemented", "not_implemented", "unsupported", "refuse", "forbid", "abort", "fail", "raise", "cannot")
 
 _Functions = dict[str, "ast.FunctionDef | ast.AsyncFunctionDef"]
 
@@ -30,7 +32,7 @@ _Functions = dict[str, "ast.FunctionDef | ast.AsyncFunctionDef"]
 class Reversibility:
     """How safely downgrade() undoes its revision, with one line per finding."""
 
-    kind: str  # REVERSIBLE, LOSSY or IRREVERSIBLE
+    kind: str  # REVERSIBLE, LOSSY, IRREVERSIBLE or UNKNOWN
     reasons: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -39,16 +41,25 @@ class Reversibility:
 
 @dataclass
 class _Findings:
-    irreversible: list[str] = field(default_factory=list)
+    raises: list[str] = field(default_factory=list)  # every raise found, on any path
     lossy: list[str] = field(default_factory=list)
+    uncertain: list[str] = field(default_factory=list)  # calls that may refuse
+    always_raises: bool = False  # a raise on every path of downgrade()
 
     def verdict(self) -> Reversibility:
-        reasons = tuple(dict.fromkeys(self.irreversible + self.lossy))  # ordered, without repeats
-        if self.irreversible:
-            return Reversibility(IRREVERSIBLE, reasons)
+        if self.always_raises:
+            raises = self.raises or ["downgrade() raises on every path (in a function it calls)"]
+            return Reversibility(IRREVERSIBLE, _unique(raises + self.lossy))
+        conditional = ["%s, only under a condition: whether it refuses cannot be told before it runs" % reason for reason in self.raises]
         if self.lossy:
-            return Reversibility(LOSSY, reasons)
+            return Reversibility(LOSSY, _unique(self.lossy + conditional + self.uncertain))
+        if conditional or self.uncertain:
+            return Reversibility(UNKNOWN, _unique(conditional + self.uncertain))
         return Reversibility(REVERSIBLE, ())
+
+
+def _unique(reasons: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(reasons))  # ordered, without repeats
 
 
 def classify_downgrade(path: str) -> Reversibility:
@@ -89,12 +100,60 @@ def _classify_module(tree: ast.Module) -> Reversibility:
         return Reversibility(IRREVERSIBLE, ("the revision has no downgrade() function",))
     empty = _empty_body(downgrade.body)
     if empty:
-        reason = "downgrade() is empty (%s): the schema would stay while the version goes back" % empty
+        upgrade = functions.get("upgrade")
+        if upgrade is None or _empty_body(upgrade.body):
+            return Reversibility(REVERSIBLE, ())  # a merge point or a no-op: nothing to undo
+        reason = "downgrade() is empty (%s) while upgrade() is not: the schema would stay while the version goes back" % empty
         return Reversibility(IRREVERSIBLE, (reason,))
-    findings = _Findings()
+    findings = _Findings(always_raises=_always_raises(downgrade.body, functions, {"downgrade"}))
     reviewer = _Reviewer(findings, _module_constants(tree), functions, "downgrade", follow=True)
     reviewer.review(downgrade)
     return findings.verdict()
+
+
+def _always_raises(body: list[ast.stmt], functions: _Functions, seen: set[str]) -> bool:
+    """Whether running body raises on every path: a raise no condition, return or loop can avoid."""
+    for statement in body:
+        if _statement_raises(statement, functions, seen):
+            return True
+        if any(isinstance(node, (ast.Return, ast.Break, ast.Continue)) for node in _own_nodes(statement)):
+            return False  # a path may leave before the raise
+    return False
+
+
+def _statement_raises(statement: ast.stmt, functions: _Functions, seen: set[str]) -> bool:
+    if isinstance(statement, ast.Raise):
+        return True
+    if isinstance(statement, ast.Assert):
+        return isinstance(statement.test, ast.Constant) and not statement.test.value
+    if isinstance(statement, ast.If):
+        if isinstance(statement.test, ast.Constant):  # if True: / if 0: - only one branch can run
+            return _always_raises(statement.body if statement.test.value else statement.orelse, functions, seen)
+        return _always_raises(statement.body, functions, seen) and _always_raises(statement.orelse, functions, seen)
+    if isinstance(statement, (ast.With, ast.AsyncWith)):
+        return _always_raises(statement.body, functions, seen)
+    if isinstance(statement, (ast.Try, ast.TryStar)):
+        if _always_raises(statement.finalbody, functions, seen):
+            return True
+        handled = all(_always_raises(handler.body, functions, seen) for handler in statement.handlers)
+        return _always_raises(statement.body, functions, seen) and handled
+    if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call) and isinstance(statement.value.func, ast.Name):
+        name = statement.value.func.id
+        helper = functions.get(name)
+        if helper is not None and name not in seen:
+            return _always_raises(helper.body, functions, seen | {name})
+    return False
+
+
+def _own_nodes(statement: ast.stmt) -> list[ast.AST]:
+    """The nodes of statement, without those of functions or classes defined inside it."""
+    found: list[ast.AST] = []
+    stack: list[ast.AST] = [statement]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        stack.extend(child for child in ast.iter_child_nodes(node) if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)))
+    return found
 
 
 def _empty_body(body: list[ast.stmt]) -> str:
@@ -235,7 +294,7 @@ class _Reviewer(_Source):
         return "downgrade()" if self.where == "downgrade" else "%s(), called by downgrade()," % self.where
 
     def visit_Raise(self, node: ast.Raise) -> None:
-        self.findings.irreversible.append("%s raises %s" % (self._who(), _describe_raise(node)))
+        self.findings.raises.append("%s raises %s" % (self._who(), _describe_raise(node)))
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -251,6 +310,8 @@ class _Reviewer(_Source):
             self._sql(node)
         elif isinstance(node.func, ast.Name):
             self._follow(node.func.id)
+        if name not in self.functions and _may_refuse(name):
+            self.findings.uncertain.append("%s calls %s(), which cannot be read here and may refuse" % (self._who(), name))
         self.generic_visit(node)
 
     # -- operations -------------------------------------------------------
@@ -297,11 +358,18 @@ def _column_label(table: str | None, column: str | None) -> str:
 def _lossy_statements(sql: str) -> list[str]:
     """The statements of sql that lose data, each cut to its first 80 characters."""
     found: list[str] = []
-    for statement in sql.split(";"):
-        text = " ".join(statement.split())
-        if _LOSSY_SQL.search(text):
+    for statement in read_sql(sql):
+        text = statement.text
+        if statement.loses_data:
             found.append(text if len(text) <= _SQL_PREVIEW else text[:_SQL_PREVIEW] + "...")
     return found
+
+
+def _may_refuse(name: str) -> bool:
+    if name.endswith(("Error", "Exception")):
+        return False  # building an exception refuses nothing; its raise is reviewed on its own
+    lowered = name.lower()
+    return any(word in lowered for word in _REFUSING_WORDS)
 
 
 def _describe_raise(node: ast.Raise) -> str:
@@ -319,13 +387,6 @@ def _describe_raise(node: ast.Raise) -> str:
 # == upgrade(): the operations' hazards, and fleet_acknowledge ==================
 ACKNOWLEDGE = "fleet_acknowledge"
 _STATEMENT_PREVIEW = 120
-_DATA_SQL = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"})
-_SCHEMA_SQL = frozenset({"CREATE", "ALTER", "DROP"})
-_SQL_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
-_SQL_VERB = re.compile(r"[A-Za-z]+")
-_DATA_TARGET = re.compile(r"^(?:INSERT\s+INTO|UPDATE(?:\s+ONLY)?|DELETE\s+FROM(?:\s+ONLY)?|MERGE\s+INTO|COPY)\s+([\w.\"]+)", re.IGNORECASE)
-_CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
-_IF_EXISTS = re.compile(r"\bIF\s+(?:NOT\s+)?EXISTS\b", re.IGNORECASE)
 # Schema operations of op and batch_op that have no rule of their own here.
 _OTHER_SCHEMA_OPERATIONS = frozenset({"create_primary_key", "create_exclude_constraint", "drop_constraint", "create_table_comment", "drop_table_comment"})
 # Methods of op that are not operations themselves.
@@ -336,6 +397,10 @@ _SERVER_VALUES = frozenset({"Identity", "Computed", "FetchedValue", "DefaultClau
 _CATALOG_READS = frozenset({"inspect"})
 # SQLAlchemy Core statements that change rows: op.execute(table.update().values(...)).
 _CORE_DML = frozenset({"insert", "update", "delete"})
+# SQLAlchemy Core statements that only read: bind.execute(sa.select(...)).
+_CORE_READS = frozenset({"select", "exists"})
+# What the connection is asked to run SQL with.
+_CONNECTION_SQL = frozenset({"execute", "exec_driver_sql", "scalar", "scalars"})
 
 
 @dataclass(frozen=True)
@@ -346,6 +411,7 @@ class OperationFinding:
     table: str | None  # schema-qualified when a schema= is given
     statement: str  # the operation's source, whitespace-collapsed, cut to 120 characters + "..."
     line: int  # in the revision file
+    uncertain: str = ""  # why the source cannot tell whether the hazard is real (decided at run time); "" when certain
 
     @property
     def why(self) -> str:
@@ -363,15 +429,20 @@ class UpgradeReview:
     findings: tuple[OperationFinding, ...] = ()
     acknowledgements: dict[str, str] = field(default_factory=dict)
     acknowledgement_error: str | None = None  # one line when fleet_acknowledge is not valid
+    new_tables: frozenset[str] = frozenset()  # the tables new after upgrade(): those given and those it creates
 
 
-def review_upgrade(path: str) -> UpgradeReview:
-    """Review the upgrade() operations of the revision file at path, and read its fleet_acknowledge."""
+def review_upgrade(path: str, new_tables: Iterable[str] = ()) -> UpgradeReview:
+    """Review the upgrade() operations of the revision file at path, and read its fleet_acknowledge.
+
+    new_tables are tables created earlier in the same plan: no finding that needs an existing table is made on them.
+    """
     tree, error = _parse_revision(path)
     if tree is None:
-        return UpgradeReview((), {}, error)
+        return UpgradeReview((), {}, error, frozenset(new_tables))
     acknowledgements, error = _acknowledgements(tree)
-    return UpgradeReview(_review_upgrade_module(tree), acknowledgements, error)
+    findings, created = _review_upgrade_module(tree, set(new_tables))
+    return UpgradeReview(findings, acknowledgements, error, frozenset(created))
 
 
 def read_acknowledgements(path: str) -> tuple[dict[str, str], str | None]:
@@ -456,14 +527,14 @@ def _short_repr(value: object) -> str:
 
 
 # -- upgrade() -----------------------------------------------------------------
-def _review_upgrade_module(tree: ast.Module) -> tuple[OperationFinding, ...]:
+def _review_upgrade_module(tree: ast.Module, new_tables: set[str]) -> tuple[tuple[OperationFinding, ...], set[str]]:
     functions = _module_functions(tree)
     upgrade = functions.get("upgrade")
     if upgrade is None:
-        return ()
-    state = _UpgradeState()
+        return (), new_tables
+    state = _UpgradeState(created=new_tables)
     _UpgradeReviewer(state, _module_constants(tree), functions, follow=True, autocommit=False).review(upgrade)
-    return state.verdict()
+    return state.verdict(), state.created
 
 
 @dataclass
@@ -485,8 +556,8 @@ class _UpgradeState:
     blocks: list[ast.expr] = field(default_factory=list)  # the autocommit_block() calls
     followed: set[str] = field(default_factory=set)
 
-    def add(self, rule: str, table: str | None, node: ast.expr) -> None:
-        self.findings.append(OperationFinding(rule, table, _statement(node), node.lineno))
+    def add(self, rule: str, table: str | None, node: ast.expr, uncertain: str = "") -> None:
+        self.findings.append(OperationFinding(rule, table, _statement(node), node.lineno, uncertain))
 
     def verdict(self) -> tuple[OperationFinding, ...]:
         self._mixed_data_and_schema()
@@ -573,6 +644,8 @@ class _UpgradeReviewer(_Source):
             self.handlers[name](node)
         elif name == "execute" and self._runs_sql(node):
             self._execute(node)
+        elif name in _CONNECTION_SQL and self._on_connection(node):
+            self._connection_sql(node)
         elif self._uses_connection(node):
             self._operation(node, None, data=True)
         elif name in _OTHER_SCHEMA_OPERATIONS:
@@ -622,6 +695,10 @@ class _UpgradeReviewer(_Source):
             return True
         return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and self._is_bind(node.func.value)
 
+    def _on_connection(self, call: ast.Call) -> bool:
+        """bind.execute(...), op.get_bind().exec_driver_sql(...): a method of the connection itself."""
+        return isinstance(call.func, ast.Attribute) and self._is_bind(call.func.value)
+
     def _uses_connection(self, call: ast.Call) -> bool:
         """conn.execute(...), op.get_bind().execute(...), Session(bind=bind): data moved outside op."""
         if isinstance(call.func, ast.Attribute) and self._is_bind(call.func.value):
@@ -652,8 +729,8 @@ class _UpgradeReviewer(_Source):
     def _create_table(self, call: ast.Call) -> None:
         table = self._table(call, 0)
         self._operation(call, table, schema=True)
-        if table is not None:
-            self.state.created.add(table)
+        if table is not None and not _keyword_is(call, "if_not_exists", True):
+            self.state.created.add(table)  # with if_not_exists the table may be an old one
 
     def _drop_table(self, call: ast.Call) -> None:
         table = self._table(call, 0)
@@ -703,19 +780,20 @@ class _UpgradeReviewer(_Source):
     def _create_index(self, call: ast.Call) -> None:
         table = self._table(call, 1)
         self._operation(call, table, schema=True)
-        concurrently = _keyword_is(call, "postgresql_concurrently", True)
-        if concurrently and not self.autocommit:
+        concurrently = _flag(call, "postgresql_concurrently")
+        if concurrently is True and not self.autocommit:
             self._add("ban-concurrent-index-creation-in-transaction", table, call)
-        elif not concurrently and not self._is_new(table):
-            self._add("require-concurrent-index-creation", table, call)
+        elif concurrently is not True and not self._is_new(table):
+            self.state.add("require-concurrent-index-creation", table, call, _run_time(call, "postgresql_concurrently", concurrently))
         if self.autocommit and not _keyword_is(call, "if_not_exists", True):
             self._add("non-transactional", table, call)
 
     def _drop_index(self, call: ast.Call) -> None:
         table = self._table(call, 1)
         self._operation(call, table, schema=True)
-        if not _keyword_is(call, "postgresql_concurrently", True) and not self._is_new(table):
-            self._add("require-concurrent-index-deletion", table, call)
+        concurrently = _flag(call, "postgresql_concurrently")
+        if concurrently is not True and not self._is_new(table):
+            self.state.add("require-concurrent-index-deletion", table, call, _run_time(call, "postgresql_concurrently", concurrently))
         if self.autocommit and not _keyword_is(call, "if_exists", True):
             self._add("non-transactional", table, call)
 
@@ -726,14 +804,16 @@ class _UpgradeReviewer(_Source):
             schema = self._text(self._argument(call, None, "source_schema"))
             table = "%s.%s" % (schema, source) if schema and source else source
         self._operation(call, table, schema=True)
-        if not self._is_new(table) and not _keyword_is(call, "postgresql_not_valid", True):
-            self._add("adding-foreign-key-constraint", table, call)
+        not_valid = _flag(call, "postgresql_not_valid")
+        if not self._is_new(table) and not_valid is not True:
+            self.state.add("adding-foreign-key-constraint", table, call, _run_time(call, "postgresql_not_valid", not_valid))
 
     def _create_check_constraint(self, call: ast.Call) -> None:
         table = self._table(call, 1)
         self._operation(call, table, schema=True)
-        if not self._is_new(table) and not _keyword_is(call, "postgresql_not_valid", True):
-            self._add("constraint-missing-not-valid", table, call)
+        not_valid = _flag(call, "postgresql_not_valid")
+        if not self._is_new(table) and not_valid is not True:
+            self.state.add("constraint-missing-not-valid", table, call, _run_time(call, "postgresql_not_valid", not_valid))
 
     def _create_unique_constraint(self, call: ast.Call) -> None:
         table = self._table(call, 1)
@@ -755,13 +835,31 @@ class _UpgradeReviewer(_Source):
         if sql is None:
             self._operation(call, None, data=_core_dml(node))
             return
-        statements = _sql_statements(sql)
-        data = [statement for statement in statements if _sql_verb(statement) in _DATA_SQL]
-        table = _data_target(data[0]) if data else None
-        schema = any(_sql_verb(statement) in _SCHEMA_SQL for statement in statements)
+        statements = read_sql(sql)
+        data = [statement for statement in statements if statement.kind == DATA]
+        table = data[0].table if data else None
+        schema = any(statement.kind == SCHEMA for statement in statements)
         self._operation(call, table, schema=schema, data=bool(data))
-        if self.autocommit and any(_CONCURRENTLY.search(s) and not _IF_EXISTS.search(s) for s in statements):
+        for statement in statements:
+            if statement.creates and not statement.creates_if_missing:
+                self.state.created.add(statement.creates)
+        if self.autocommit and any(s.outside_transaction and not s.rerunnable for s in statements):
             self._add("non-transactional", table, call)
+
+    def _connection_sql(self, call: ast.Call) -> None:
+        """SQL run on the connection itself: data moved outside op, unless it only reads (a SELECT of the catalog)."""
+        node = self._argument(call, 0, "statement", "sql")
+        sql = self._sql_text(node)
+        if sql is None:
+            if not _core_read(node):
+                self._operation(call, None, data=True)
+            return
+        statements = read_sql(sql)
+        if statements and all(statement.kind == READ for statement in statements):
+            return  # a read-only SELECT moves no data
+        data = [statement for statement in statements if statement.kind != SCHEMA]
+        schema = any(statement.kind == SCHEMA for statement in statements)
+        self._operation(call, data[0].table if data else None, schema=schema, data=bool(data) or not statements)
 
     def _sql_text(self, node: ast.expr | None) -> str | None:
         """The SQL of op.execute's argument: a literal, sa.text(literal), its .bindparams(...), dedent(literal)."""
@@ -793,6 +891,23 @@ def _keyword_is(call: ast.Call, name: str, value: bool) -> bool:
     return isinstance(node, ast.Constant) and node.value is value
 
 
+def _flag(call: ast.Call, name: str) -> bool | None:
+    """A boolean keyword's value: True or False when the source says it (absent is False), None when decided at run time."""
+    node = _keyword(call, name)
+    if node is None:
+        return False
+    if isinstance(node, ast.Constant):
+        return bool(node.value)
+    return None
+
+
+def _run_time(call: ast.Call, name: str, value: bool | None) -> str:
+    """Why a finding is uncertain: the keyword's value is only known when the revision runs; "" when it is known."""
+    if value is not None:
+        return ""
+    return "%s=%s is decided at run time" % (name, ast.unparse(_keyword(call, name) or call))
+
+
 def _given(call: ast.Call, name: str) -> bool:
     node = _keyword(call, name)
     return node is not None and not (isinstance(node, ast.Constant) and node.value is None)
@@ -818,20 +933,15 @@ def _core_dml(node: ast.expr | None) -> bool:
     return False
 
 
-def _sql_statements(sql: str) -> list[str]:
-    """The statements of sql without comments, whitespace-collapsed."""
-    statements = (" ".join(part.split()) for part in _SQL_COMMENTS.sub(" ", sql).split(";"))
-    return [statement for statement in statements if statement]
-
-
-def _sql_verb(statement: str) -> str:
-    match = _SQL_VERB.match(statement)
-    return match.group(0).upper() if match else ""
-
-
-def _data_target(statement: str) -> str | None:
-    match = _DATA_TARGET.match(statement)
-    return match.group(1).replace('"', "") if match else None
+def _core_read(node: ast.expr | None) -> bool:
+    """True for sa.select(...).where(...), sa.exists(...): Core statements that only read."""
+    while isinstance(node, ast.Call):
+        if _call_name(node.func) in _CORE_DML:
+            return False
+        if _call_name(node.func) in _CORE_READS:
+            return True
+        node = node.func.value if isinstance(node.func, ast.Attribute) else None
+    return False
 
 
 def uses_autocommit_block(path: str) -> bool:

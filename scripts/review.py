@@ -69,6 +69,7 @@ def review(ini: str, args: argparse.Namespace, rules: dict[str, str], block: boo
         "from_revision": args.from_revision,
         "rules": rules,
         "block": block,
+        "acknowledge": None,  # fleet-review.yml beside each alembic.ini is read by the review itself
     }
     result: dict[str, Any] = {"project": ini}
     lint(params, True, False, result)

@@ -4,6 +4,7 @@ and rollback_strategy=auto choosing restore for an irreversible revision. Real P
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from .test_rollback import ledger
 pytestmark = pytest.mark.slow
 
 HAZARDS_INI = REPO / "tests" / "fixtures" / "hazards" / "alembic.ini"
+CASES = REPO / "tests" / "fixtures" / "review_cases"
 
 
 def hazard_inventory(root: Path, clusters: list[PgCluster], environment: str, target: str, **policy: Any) -> Path:
@@ -62,9 +64,19 @@ def test_prod_stops_before_the_backup_on_a_not_null_column_without_default(tmp_p
 
     stopped = play(inventory, "migrate.yml", fresh_pg)
     assert stopped.rc != 0
-    message = next(line for line in stopped.output.splitlines() if "the review blocks the upgrade in prod" in line)
+    # One short line each: the header, the blocking finding, then every way out.
+    lines = stopped.output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.endswith("equities: the review blocks the upgrade in prod and nothing was changed:"))
+    finding = lines[start + 1]
     for phrase in ("0002 (0002_add_required_column.py)", "adding-required-field on accounts", "ALTER TABLE accounts ADD COLUMN region", "backfill"):
-        assert phrase in message, message
+        assert phrase in finding, finding
+    ways = [line.strip() for line in lines[start + 2 : start + 7]]
+    assert ways[0] == "ways out:" and ways[1] == "- fix the revision", ways
+    assert ways[2].startswith("- acknowledge: add to ") and "fleet-review.yml: acknowledge: {0002: {adding-required-field: <why it is safe>}}" in ways[2], ways
+    assert ways[3:] == [
+        "- change the rule's level: fleet_review_rules: {adding-required-field: warning}",
+        "- stop blocking in this environment: fleet_review_block: false",
+    ]
     assert version_of(db1, "equities") == ["0001"]
     assert backups_under(tmp_path / "backups") == [], "the review runs before any backup"
     assert [row["action"] for row in ledger(db1, "equities")] == ["upgrade"], "the blocked run recorded no change"
@@ -98,7 +110,7 @@ def test_an_acknowledged_finding_does_not_block_prod_and_is_recorded(tmp_path: P
     inventory = hazard_inventory(tmp_path, fresh_pg, "prod", "0019")
     done = play(inventory, "migrate.yml", fresh_pg)
     assert done.rc == 0, done.output[-3000:]
-    assert "ban-drop-column on accounts" in flat(done) and "acknowledged: status was replaced by tier" in flat(done)
+    assert "ban-drop-column on accounts" in flat(done) and "acknowledged (fleet_acknowledge): status was replaced by tier" in flat(done)
     assert version_of(db1, "equities") == ["0019"]
     review = json.loads(ledger(db1, "equities")[-1]["revisions"])[0]["review"]
     assert review["findings"] == [
@@ -192,3 +204,58 @@ def test_review_command_for_ci_needs_no_database() -> None:
     rc, data, err = review_cli("--env", "prod")
     assert rc == 0, err
     assert sorted(Path(p["project"]).parent.name for p in data["projects"]) == ["algorithms", "equities"]
+
+
+def test_status_reviews_with_acknowledgements_from_the_file_the_option_and_a_database_entry(tmp_path: Path, fresh_pg: list[PgCluster]) -> None:
+    """alembic_status (the preflight's review): acknowledge at the top level and per database entry, over the
+    project's fleet-review.yml; a blocking review returns its block message, every way out on a line of its own."""
+    db1 = fresh_pg[0]
+    project = tmp_path / "review_cases"
+    shutil.copytree(CASES, project, ignore=shutil.ignore_patterns("__pycache__", "*.db"))
+    ini = str(project / "alembic.ini")
+    done, _ = module("alembic_upgrade", {"config": ini, **conn_args(db1), "target": "3c4d5e6f7081"})
+    assert done.rc == 0, done.output[-3000:]
+
+    def status(**extra: Any) -> dict[str, Any]:
+        run, result = module("alembic_status", {"config": ini, **conn_args(db1), "review": True, "review_block": True, **extra})
+        assert run.rc == 0 and "msg" not in result, run.output[-3000:]
+        return dict(result["review"])
+
+    blocked = status()
+    assert blocked["blocked"] is True and blocked["errors"] == 1
+    lines = blocked["block_message"]
+    assert lines[0] == "equities: the review blocks the upgrade and nothing was changed:"
+    assert "4d5e6f708192 (4d5e6f708192_accounts_region.py): error adding-required-field on accounts" in lines[1]
+    assert lines[2:] == [
+        "ways out:",
+        "- fix the revision",
+        "- acknowledge: add to %s: acknowledge: {4d5e6f708192: {adding-required-field: <why it is safe>}}" % (project / "fleet-review.yml"),
+        "- change the rule's level: fleet_review_rules: {adding-required-field: warning}",
+        "- stop blocking in this environment: fleet_review_block: false",
+    ]
+
+    (project / "fleet-review.yml").write_text(yaml.safe_dump({"acknowledge": {"4d5e6f70": {"adding-required-field": "accounts is empty until release 2"}}}))
+    from_file = status()
+    assert from_file["blocked"] is False and from_file["acknowledged"] == 1 and from_file["block_message"] == []
+    assert any(line.endswith("- acknowledged (fleet-review.yml): accounts is empty until release 2") for line in from_file["report"])
+
+    from_option = status(acknowledge={"4d5e6f708192": {"adding-required-field": "said in the inventory"}})
+    assert any(line.endswith("- acknowledged (acknowledge option): said in the inventory") for line in from_option["report"])
+
+    run, result = module(
+        "alembic_status",
+        {
+            "databases": [
+                {"name": "equities", "config": ini, **conn_args(db1), "acknowledge": {"4d5e": {"adding-required-field": "said for this database"}}},
+                {"name": "bad", "config": ini, **conn_args(db1), "acknowledge": {"ffff0000": {"adding-required-field": "x"}}},
+            ],
+            "review": True,
+            "review_block": True,
+        },
+    )
+    assert run.rc == 0, run.output[-3000:]
+    good, bad = result["databases"]
+    assert good["failed"] is False and good["review"]["blocked"] is False
+    assert any(line.endswith("- acknowledged (acknowledge option): said for this database") for line in good["review"]["report"])
+    assert bad["failed"] is True and bad["msg"].startswith("the acknowledge option: acknowledge: ffff0000 names no revision of this project")
+    assert version_of(db1, "equities") == ["3c4d5e6f7081"], "status changed nothing"

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from ansible.module_utils.fleet_alembic import Step
 from ansible.module_utils.fleet_common import FleetError
+from ansible.module_utils.fleet_lint import _render_note
 from ansible.module_utils.fleet_review import (
     OperationFinding,
     UpgradeReview,
@@ -190,11 +192,103 @@ def test_statement_is_whitespace_collapsed_and_cut_to_120_characters(tmp_path: P
     ],
 )
 def test_safe_twin(tmp_path: Path, lines: tuple[str, ...]) -> None:
-    assert review(tmp_path, *lines) == UpgradeReview((), {}, None)
+    result = review(tmp_path, *lines)
+    assert (result.findings, result.acknowledgements, result.acknowledgement_error) == ((), {}, None)
 
 
 def test_no_upgrade_function(tmp_path: Path) -> None:
     assert review_upgrade(write(tmp_path, HEADER)) == UpgradeReview((), {}, None)
+
+
+# -- what the source cannot tell, and what only reads (issue 14, point 9) -----
+@pytest.mark.parametrize(
+    "lines",
+    [
+        pytest.param(
+            (
+                "bind = op.get_bind()",
+                "valid = bind.execute(sa.text(\"SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_a'::regclass\")).scalar()",
+                "op.add_column('accounts', sa.Column('score', sa.Integer, nullable=True))",
+            ),
+            id="a read-only SELECT of the catalog",
+        ),
+        pytest.param(
+            (
+                "count = op.get_bind().execute(sa.text('SELECT count(*) FROM accounts')).scalar()",
+                "op.add_column('accounts', sa.Column('score', sa.Integer, nullable=True))",
+            ),
+            id="a read-only SELECT through op.get_bind()",
+        ),
+        pytest.param(
+            (
+                "rows = op.get_bind().execute(sa.select(sa.table('accounts', sa.column('id')))).all()",
+                "op.add_column('accounts', sa.Column('score', sa.Integer, nullable=True))",
+            ),
+            id="a Core select",
+        ),
+    ],
+)
+def test_a_read_only_select_is_no_data_migration(tmp_path: Path, lines: tuple[str, ...]) -> None:
+    assert review(tmp_path, *lines).findings == ()
+
+
+def test_sql_through_the_connection_that_changes_data_still_counts(tmp_path: Path) -> None:
+    result = review(
+        tmp_path,
+        "op.get_bind().execute(sa.text('WITH gone AS (DELETE FROM accounts RETURNING id) SELECT count(*) FROM gone'))",
+        "op.add_column('accounts', sa.Column('score', sa.Integer, nullable=True))",
+    )
+    assert [(f.rule, f.table) for f in result.findings] == [("mixed-data-and-schema", "accounts")]
+
+
+@pytest.mark.parametrize(
+    "line, rule, keyword",
+    [
+        (
+            "op.create_index('ix_a', 'accounts', ['email'], postgresql_concurrently=CONCURRENTLY)",
+            "require-concurrent-index-creation",
+            "postgresql_concurrently",
+        ),
+        (
+            "op.create_index('ix_a', 'accounts', ['email'], postgresql_concurrently=not is_sqlite())",
+            "require-concurrent-index-creation",
+            "postgresql_concurrently",
+        ),
+        ("op.drop_index('ix_a', table_name='accounts', postgresql_concurrently=CONCURRENTLY)", "require-concurrent-index-deletion", "postgresql_concurrently"),
+        ("op.create_check_constraint('ck', 'accounts', 'x > 0', postgresql_not_valid=LATER)", "constraint-missing-not-valid", "postgresql_not_valid"),
+    ],
+)
+def test_a_value_decided_at_run_time_is_uncertain(tmp_path: Path, line: str, rule: str, keyword: str) -> None:
+    (finding,) = review(tmp_path, line).findings
+    assert finding.rule == rule and finding.uncertain.startswith(keyword + "=") and finding.uncertain.endswith("is decided at run time")
+
+
+def test_known_values_are_certain(tmp_path: Path) -> None:
+    (finding,) = review(tmp_path, "op.create_index('ix_a', 'accounts', ['email'], postgresql_concurrently=False)").findings
+    assert finding.rule == "require-concurrent-index-creation" and finding.uncertain == ""
+
+
+# -- tables created earlier in the plan (issue 14, point 8) -------------------
+def test_tables_created_earlier_in_the_plan_are_new(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        HEADER
+        + "def upgrade() -> None:\n"
+        + "    op.create_index('ix_owners_name', 'owners', ['name'])\n"
+        + "    op.add_column('owners', sa.Column('rank', sa.Integer, nullable=False))\n"
+        + "    op.create_index('ix_accounts_email', 'accounts', ['email'])\n"
+        + "    op.create_table('tiers', sa.Column('id', sa.Integer))\n"
+        + "    op.execute('CREATE TABLE audit (id int)')\n"
+        + "    op.create_table('kept', sa.Column('id', sa.Integer), if_not_exists=True)\n",
+    )
+    assert [f.rule for f in review_upgrade(path).findings] == [
+        "require-concurrent-index-creation",
+        "adding-required-field",
+        "require-concurrent-index-creation",
+    ]
+    result = review_upgrade(path, {"owners"})
+    assert [(f.rule, f.table) for f in result.findings] == [("require-concurrent-index-creation", "accounts")]
+    assert result.new_tables == {"owners", "tiers", "audit"}, "created here (not IF NOT EXISTS) and given"
 
 
 # -- data and schema together ------------------------------------------------
@@ -228,11 +322,11 @@ def test_no_upgrade_function(tmp_path: Path) -> None:
         (
             (
                 "bind = op.get_bind()",
-                "count = bind.execute(sa.text('SELECT count(*) FROM accounts')).scalar()",
+                "bind.execute(sa.text('UPDATE accounts SET score = 0'))",
                 "op.add_column('accounts', sa.Column('score', sa.Integer, nullable=True))",
             ),
             1,
-            None,
+            "accounts",
         ),
         (
             (
@@ -268,10 +362,10 @@ def test_mixed_finding_comes_with_the_schema_operations_own(tmp_path: Path) -> N
         "    op.execute('UPDATE accounts SET score = 0')",
     )
     assert [(f.rule, f.line) for f in result.findings] == [
-        ("mixed-data-and-schema", FIRST + 1),
         ("adding-required-field", FIRST + 2),
+        ("mixed-data-and-schema", FIRST + 4),
     ]
-    assert result.findings[0].statement == "bind.execute(sa.text('SELECT count(*) FROM accounts'))"
+    assert result.findings[1].statement == "op.execute('UPDATE accounts SET score = 0')", "the SELECT only reads"
 
 
 # -- outside the transaction ---------------------------------------------------
@@ -535,3 +629,12 @@ def test_unparsable_file(tmp_path: Path) -> None:
 def test_missing_file_is_a_fleet_error(tmp_path: Path, function: Callable[[str], object]) -> None:
     with pytest.raises(FleetError, match=r"cannot be read .*: check"):
         function(str(tmp_path / "nowhere.py"))
+
+
+# -- the note of a revision that could not render (issue 14, point 12) ----------
+def test_a_merge_that_cannot_render_is_explained_without_a_database() -> None:
+    merge = Step("6f708192a3b4", ("4d5e6f708192", "5e6f708192a3"), "merge", "/x/6f708192a3b4_merge.py", "upgrade")
+    note = _render_note(merge, "SQL not rendered: the database is at several heads (4d5e6f708192, 5e6f708192a3), which offline mode cannot start from.")
+    assert note == "merge revision of 4d5e6f708192, 5e6f708192a3: offline mode cannot render a revision with several parents."
+    single = Step("4d5e6f708192", ("3c4d5e6f7081",), "one", "/x/4d5e6f708192_one.py", "upgrade")
+    assert _render_note(single, "SQL not rendered: it queries.") == "SQL not rendered: it queries."

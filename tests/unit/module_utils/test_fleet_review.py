@@ -16,6 +16,7 @@ from ansible.module_utils.fleet_review import (
     IRREVERSIBLE,
     LOSSY,
     REVERSIBLE,
+    UNKNOWN,
     Reversibility,
     classify_downgrade,
 )
@@ -68,7 +69,34 @@ def test_no_downgrade_function(tmp_path: Path) -> None:
 def test_empty_downgrade(tmp_path: Path, lines: tuple[str, ...], shown: str) -> None:
     result = downgrade(tmp_path, *lines)
     assert result.kind == IRREVERSIBLE
-    assert result.reasons == ("downgrade() is empty (%s): the schema would stay while the version goes back" % shown,)
+    assert result.reasons == ("downgrade() is empty (%s) while upgrade() is not: the schema would stay while the version goes back" % shown,)
+
+
+MERGE = '''\
+"""Merge the two heads."""
+revision = "abc123"
+down_revision = ("1111aaaa", "2222bbbb")
+branch_labels = None
+
+
+def upgrade() -> None:
+    pass
+
+'''
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param(MERGE, id="a merge revision"),
+        pytest.param(
+            HEADER.replace('op.create_table("things", sa.Column("id", sa.Integer(), primary_key=True))', '"""Nothing to do."""'), id="an empty upgrade"
+        ),
+        pytest.param(HEADER.split("def upgrade")[0], id="no upgrade at all"),
+    ],
+)
+def test_nothing_to_undo_is_reversible(tmp_path: Path, header: str) -> None:
+    assert revision(tmp_path, "def downgrade() -> None:\n    pass\n", header) == Reversibility(REVERSIBLE, ())
 
 
 def test_raise_not_implemented(tmp_path: Path) -> None:
@@ -76,14 +104,88 @@ def test_raise_not_implemented(tmp_path: Path) -> None:
     assert result == Reversibility(IRREVERSIBLE, ("downgrade() raises NotImplementedError",))
 
 
-def test_raise_with_message_inside_a_branch(tmp_path: Path) -> None:
+CONDITIONAL = ", only under a condition: whether it refuses cannot be told before it runs"
+
+
+def test_raise_with_message_inside_a_branch_is_unknown(tmp_path: Path) -> None:
     result = downgrade(
         tmp_path,
         "if op.get_context().dialect.name == 'sqlite':",
         "    raise RuntimeError('cannot go back on SQLite')",
         "op.drop_index('ix_things_id', table_name='things')",
     )
-    assert result == Reversibility(IRREVERSIBLE, ("downgrade() raises RuntimeError (cannot go back on SQLite)",))
+    assert result == Reversibility(UNKNOWN, ("downgrade() raises RuntimeError (cannot go back on SQLite)" + CONDITIONAL,))
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ("if True:", "    raise RuntimeError('no')"),
+        ("if dialect() == 'sqlite':", "    raise RuntimeError('no')", "else:", "    raise ValueError('no')"),
+        ("with op.batch_alter_table('things') as batch_op:", "    raise RuntimeError('no')"),
+        ("try:", "    op.drop_index('ix')", "finally:", "    raise RuntimeError('no')"),
+        ("op.drop_index('ix')", "assert False, 'no way back'"),
+    ],
+)
+def test_a_raise_on_every_path_is_irreversible(tmp_path: Path, lines: tuple[str, ...]) -> None:
+    assert downgrade(tmp_path, *lines).kind == IRREVERSIBLE
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ("if dialect() == 'sqlite':", "    return", "raise RuntimeError('no')"),
+        ("try:", "    raise RuntimeError('no')", "except RuntimeError:", "    pass"),
+        ("for name in names():", "    raise RuntimeError(name)"),
+    ],
+)
+def test_a_raise_some_path_avoids_is_unknown(tmp_path: Path, lines: tuple[str, ...]) -> None:
+    assert downgrade(tmp_path, *lines).kind == UNKNOWN
+
+
+def test_a_helper_that_raises_only_when_a_condition_holds_is_not_irreversible(tmp_path: Path) -> None:
+    body = """\
+    def _check_index_valid(name: str) -> None:
+        valid = op.get_bind().execute(sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = :n::regclass"), {"n": name}).scalar()
+        if not valid:
+            raise RuntimeError("index %s is invalid: rebuild it first" % name)
+
+
+    def downgrade() -> None:
+        _check_index_valid("ix_things_id")
+        op.drop_index("ix_things_id", table_name="things")
+    """
+    result = revision(tmp_path, body)
+    assert result.kind == UNKNOWN
+    assert result.reasons == ("_check_index_valid(), called by downgrade(), raises RuntimeError" + CONDITIONAL,)
+
+
+def test_a_helper_that_always_raises_is_irreversible_at_any_depth(tmp_path: Path) -> None:
+    body = """\
+    def _refuse() -> None:
+        _really_refuse()
+
+
+    def _really_refuse() -> None:
+        raise NotImplementedError("no way back")
+
+
+    def downgrade() -> None:
+        op.drop_index("ix_things_id", table_name="things")
+        _refuse()
+    """
+    assert revision(tmp_path, body) == Reversibility(IRREVERSIBLE, ("downgrade() raises on every path (in a function it calls)",))
+
+
+def test_a_call_that_may_refuse_and_cannot_be_read_is_unknown(tmp_path: Path) -> None:
+    header = HEADER.replace("from alembic import op\n", "from alembic import op\nfrom app.migrations import fail_if_rows\n")
+    result = revision(tmp_path, 'def downgrade() -> None:\n    fail_if_rows("things")\n    op.drop_index("ix_things_id", table_name="things")\n', header)
+    assert result == Reversibility(UNKNOWN, ("downgrade() calls fail_if_rows(), which cannot be read here and may refuse",))
+
+
+def test_a_certain_loss_outranks_an_unknown(tmp_path: Path) -> None:
+    result = downgrade(tmp_path, "if dialect() == 'sqlite':", "    raise RuntimeError('no')", "op.drop_table('things')")
+    assert result.kind == LOSSY and result.reasons[0] == "drops table things (its rows are lost)"
 
 
 def test_unparsable_file(tmp_path: Path) -> None:
@@ -247,7 +349,7 @@ def test_helpers_are_followed_one_level(tmp_path: Path) -> None:
     assert result == Reversibility(LOSSY, ("drops table signals (its rows are lost) (in _drop_everything(), called by downgrade())",))
 
 
-def test_raise_in_a_helper(tmp_path: Path) -> None:
+def test_an_unconditional_raise_in_a_helper(tmp_path: Path) -> None:
     body = """\
     def _refuse() -> None:
         raise NotImplementedError
