@@ -18,24 +18,53 @@ options:
     description:
       - Revision to downgrade to. V(-N) (N revisions below the current one), V(base) (undo every revision, which drops
         the project's tables), a full revision id or unique prefix of at least four characters, V(<rev>-N) or
-        V(head-N) (also written V(head~N)).
+        V(head-N) (also written V(head~N)), V(<branch>@<rev>) (that branch only, Alembic's way).
+      - A revision id means the database ends at exactly that revision - on a project with branches, revisions of
+        other branches applied since are undone too (Alembic's own walk does nothing when the target is one of
+        several heads). Several ids separated by commas (V(a1b2c3d4e5f6,0f9e8d7c6b5a)) mean exactly those heads
+        (how a rollback undoes a run that started at several heads).
     type: str
     required: true
   refuse:
     description:
       - Refuse, before anything runs, a downgrade that undoes a revision of these kinds. Each revision's
         C(downgrade()) is classified by reading its source - V(lossy) drops tables or columns (their data is lost),
-        V(irreversible) is empty or raises. The message names the revisions and suggests restoring the backup.
+        V(irreversible) is missing, empty while C(upgrade()) is not, or raises on every path; V(unknown) raises only
+        when a condition holds, or calls what the analysis cannot read - it is attempted by default, since a
+        downgrade that fails rolls back in its transaction. The message names the revisions and suggests restoring
+        the backup.
     type: list
     elements: str
-    choices: [lossy, irreversible]
+    choices: [lossy, irreversible, unknown]
     default: [irreversible]
   floor:
-    description: Refuse a downgrade that would undo this revision (the lowest one a rollback may reach without an override).
+    description:
+      - Refuse a downgrade that would undo this revision (the lowest one a rollback may reach without an override);
+        several revisions separated by commas.
     type: str
   undo_entry_id:
     description: Ledger entry this downgrade undoes; it is marked C(rolled_back) in the same transaction.
     type: str
+  backup:
+    description:
+      - Take a verified backup first, exactly as M(db_backup) does, when a revision to undo is classed V(lossy) (its
+        C(downgrade()) drops tables or columns, whose data would otherwise be gone for good) - under this run's lock,
+        right before the downgrade. Returned in RV(backup); its path and checksum go into the ledger row.
+      - When the backup fails, nothing is downgraded, no ledger row is written and the module fails with
+        RV(backup_failed). In check mode, only the path the backup would have.
+      - The rollback procedure passes it where the environment requires backups (C(fleet_backup_required)).
+    type: dict
+    suboptions:
+      backup_root: {description: M(db_backup) O(db_backup#module:backup_root)., type: path, required: true}
+      environment: {description: M(db_backup) O(db_backup#module:environment)., type: str, required: true}
+      host: {description: M(db_backup) O(db_backup#module:host)., type: str, required: true}
+      name: {description: M(db_backup) O(db_backup#module:name)., type: str, required: true}
+      compress_level: {description: M(db_backup) O(db_backup#module:compress_level)., type: int, default: 1}
+      pg_bin_dir: {description: M(db_backup) O(db_backup#module:pg_bin_dir)., type: path}
+      count_tables: {description: M(db_backup) O(db_backup#module:count_tables)., type: int, default: 10}
+      keep_last: {description: M(db_backup) O(db_backup#module:keep_last)., type: int}
+      keep_days: {description: M(db_backup) O(db_backup#module:keep_days)., type: float, default: 0}
+      protect: {description: M(db_backup) O(db_backup#module:protect)., type: list, elements: path, default: []}
 attributes:
   check_mode:
     support: full
@@ -114,9 +143,19 @@ sql:
   description: The SQL rendered by Alembic's offline mode.
   returned: with C(--diff), when something would be undone
   type: str
+backup:
+  description: What O(backup) returned - M(db_backup)'s result (C(path), C(manifest_path), C(manifest), ...).
+  returned: when O(backup) is set and a lossy revision was to be undone
+  type: dict
+backup_failed:
+  description: True when the backup of O(backup) failed; nothing was downgraded.
+  returned: when the backup failed
+  type: bool
 sql_note:
-  description: Why the SQL could not be rendered offline.
-  returned: when rendering failed
+  description:
+    - The revisions whose SQL could not be rendered offline and why (one sentence each); each is also named by an
+      SQL comment in its place in RV(sql), and the other revisions' SQL is shown. The migration itself is unaffected.
+  returned: with C(--diff), when a revision could not be rendered
   type: str
 log:
   description: Alembic's own log lines of the run.
@@ -135,6 +174,7 @@ from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
 from ansible.module_utils.fleet_lock import LOCK_ARGUMENT_SPEC
 from ansible.module_utils.fleet_module import run_module
 from ansible.module_utils.fleet_ops import (
+    BACKUP_OPTIONS,
     IMPORT_ERROR,
     TIMEOUT_ARGUMENT_SPEC,
     alembic_argument_spec,
@@ -149,9 +189,10 @@ def main() -> None:
             LOCK_ARGUMENT_SPEC,
             TIMEOUT_ARGUMENT_SPEC,
             target=dict(type="str", required=True),
-            refuse=dict(type="list", elements="str", choices=["lossy", "irreversible"], default=["irreversible"]),
+            refuse=dict(type="list", elements="str", choices=["lossy", "irreversible", "unknown"], default=["irreversible"]),
             floor=dict(type="str"),
             undo_entry_id=dict(type="str"),
+            backup=dict(type="dict", options=BACKUP_OPTIONS),
         ),
         supports_check_mode=True,
     )

@@ -88,6 +88,12 @@ options:
     description: Whether unacknowledged review errors set C(blocked) in RV(review). The module still succeeds.
     type: bool
     default: false
+  acknowledge:
+    description:
+      - Acknowledged review findings for O(review), as M(alembic_lint) O(alembic_lint#module:acknowledge) - revision
+        id (or a unique prefix of 4+ characters) to rule to reason, merged with the project's C(fleet-review.yml)
+        (this option wins per revision and rule).
+    type: dict
   config:
     description:
       - Path of the Alembic project's C(alembic.ini). Any ordinary Alembic project works; its C(env.py) receives
@@ -120,6 +126,7 @@ options:
       create_database: {description: O(create_database) for this database., type: bool}
       backup_dir: {description: O(backup_dir) of this database., type: path}
       drift_allow: {description: O(drift_allow) for this database (replaces the module's)., type: list, elements: str}
+      acknowledge: {description: O(acknowledge) for this database (replaces the module's)., type: dict}
 attributes:
   check_mode:
     support: full
@@ -182,6 +189,26 @@ heads:
 multiple_heads:
   description: Whether the project has more than one head.
   returned: always
+  type: bool
+changed_files:
+  description:
+    - With something pending, one line per applied revision whose file changed since the ledger recorded it (the
+      migrate role stops such a database in its preflight, before any backup or change).
+  returned: success
+  type: list
+  elements: str
+post_backup_missing:
+  description:
+    - With O(backup_dir) - the last change was a successful upgrade to where the database is now, and no backup of
+      that revision was taken after it (the post-upgrade backup failed, or its run was killed). The migrate role
+      takes it on its next run where the environment asks for post-upgrade backups.
+  returned: success
+  type: bool
+target_ambiguous:
+  description:
+    - Whether the project has several heads and the target is C(head), which then names none of them; give
+      C(heads), C(<branch>@head) or a revision instead. The migrate role refuses such a database in its preflight.
+  returned: success
   type: bool
 pending:
   description: Revisions that an upgrade to O(target) would apply, in order.
@@ -310,6 +337,11 @@ review:
     blocked: {description: Whether O(review_block) is set and there are errors., type: bool}
     report: {description: One line per finding, as M(alembic_lint) prints them., type: list, elements: str}
     blocking: {description: The lines of the unacknowledged errors., type: list, elements: str}
+    block_message:
+      description: When C(blocked), the lines to stop with - the database, the blocking findings, then every way out, one per line; else empty.
+      type: list
+      elements: str
+    fresh: {description: Whether the database was reviewed as empty (no table in use)., type: bool}
     revisions: {description: The reviewed revisions, in order., type: list, elements: str}
     ledger_review:
       description: The review in the shape the upgrade modules' C(record.review) option keeps in the ledger, as M(alembic_lint) returns it.
@@ -365,7 +397,8 @@ def main() -> None:
             review=dict(type="bool", default=False),
             review_rules=dict(type="dict", default={}),
             review_block=dict(type="bool", default=False),
-            databases=dict(type="list", elements="dict", options=DATABASE_ENTRY_OPTIONS),
+            acknowledge=dict(type="dict"),
+            databases=dict(type="list", elements="dict", options={**DATABASE_ENTRY_OPTIONS, "acknowledge": dict(type="dict")}),
         ),
         required_one_of=[("url", "databases")],
         required_together=[("config", "url")],

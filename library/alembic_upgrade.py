@@ -20,7 +20,10 @@ options:
     description:
       - Revision to upgrade to. V(head) (default), V(heads), a full revision id or a unique prefix of at least four
         characters, V(+N) (N revisions above the current one), V(<rev>+N), V(head-N) (also written V(head~N) as in
-        the old guides) or V(<branch>@head).
+        the old guides) or V(<branch>@head). Several revision ids separated by commas mean exactly those heads.
+      - At a branch point V(+1) is ambiguous; the error names the candidates. On a project with several heads,
+        V(head) names none of them, so give V(heads), V(<branch>@head) or a revision. After the upgrade, C(verify)
+        checks the database is at exactly the revisions the run ended at.
     type: str
     default: head
   backup:
@@ -127,8 +130,10 @@ sql:
   returned: with C(--diff), when something is pending
   type: str
 sql_note:
-  description: Why the SQL could not be rendered offline (the migration itself is unaffected).
-  returned: when rendering failed
+  description:
+    - The revisions whose SQL could not be rendered offline and why (one sentence each); each is also named by an
+      SQL comment in its place in RV(sql), and the other revisions' SQL is shown. The migration itself is unaffected.
+  returned: with C(--diff), when a revision could not be rendered
   type: str
 lock_waited:
   description: Seconds spent waiting for another run's lock on this database.

@@ -14,7 +14,9 @@ version_added: "0.1.0"
 extends_documentation_fragment: [fleet.connection, fleet.project]
 options:
   revision:
-    description: Revision the database must be at. V(head) (default) means all of the project's heads.
+    description:
+      - Revision the database must be at. V(head) (default) means all of the project's heads; several revision ids
+        separated by commas mean exactly those heads (a database on some branches of a project with several).
     type: str
     default: head
   expected_heads:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import functools
 import io
 import os
 import re
@@ -34,8 +35,9 @@ from ansible.module_utils.fleet_db import (
     database_exists,
     error_detail,
 )
+from ansible.module_utils.fleet_graph import describe, next_revisions, steps_between, unreachable
 from ansible.module_utils.fleet_review import uses_autocommit_block
-from ansible.module_utils.fleet_revision import TargetSpec, parse_target, resolve_prefix
+from ansible.module_utils.fleet_revision import SYMBOLS, TargetSpec, parse_target, resolve_prefix
 
 ALEMBIC_IMPORT_ERROR: str | None
 try:
@@ -44,6 +46,7 @@ try:
     from alembic.autogenerate import compare_metadata
     from alembic.config import Config
     from alembic.runtime.environment import EnvironmentContext
+    from alembic.runtime.migration import MigrationStep
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 except ImportError:  # pragma: no cover - reported by the module
@@ -93,6 +96,7 @@ class Probe:
     metadata_available: bool = False
     diffs: list[str] | None = None
     server_version: str | None = None
+    metadata_note: str | None = None  # why there are no models to compare with
 
 
 @dataclass
@@ -117,6 +121,15 @@ def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0].strip() if (text or "").strip() else ""
 
 
+def _reads_database(path: str) -> bool:
+    """Whether a revision file queries through op.get_bind() (offline, that bind is a mock that returns nothing)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return "get_bind(" in handle.read()
+    except OSError:
+        return False
+
+
 def _step_from(step: Any) -> Step:
     script = step.revision
     down = script.down_revision
@@ -133,6 +146,20 @@ def _step_from(step: Any) -> Step:
         path=script.path,
         direction="upgrade" if step.is_upgrade else "downgrade",
     )
+
+
+def exact_heads(spec: TargetSpec, direction: str) -> tuple[str, ...] | None:
+    """The exact heads a target means, or None where Alembic's own walk applies.
+
+    A downgrade to a revision id means "end at exactly that revision": Alembic's walk does nothing when the
+    database holds several heads and the target is one of them, which left a run on another branch impossible to
+    undo. A list of ids means exactly those heads in either direction.
+    """
+    if spec.revisions:
+        return spec.revisions
+    if direction == "downgrade" and spec.ref is not None and spec.ref not in SYMBOLS and not spec.branch and not spec.offset:
+        return (spec.ref,)
+    return None
 
 
 def explain_revision_error(exc: BaseException, spec: TargetSpec, current: Sequence[str], heads: Sequence[str]) -> FleetError:
@@ -293,8 +320,9 @@ class AlembicRun:
             found["current"] = tuple(context.get_current_heads())
             found["versioned"] = bool(sa.inspect(context.connection).has_table(context.version_table, schema=context.version_table_schema))
             metadata = context.opts.get("target_metadata")
-            found["metadata_available"] = metadata is not None
-            if compare and metadata is not None:
+            found["metadata_note"] = _metadata_note(metadata)
+            found["metadata_available"] = found["metadata_note"] is None
+            if compare and found["metadata_available"]:
                 found["diffs"] = [describe_diff(diff) for diff in compare_metadata(context, metadata) if diff_table(diff) not in ignore_tables]
             return []
 
@@ -323,6 +351,7 @@ class AlembicRun:
             metadata_available=found.get("metadata_available", False),
             diffs=found.get("diffs"),
             server_version=found.get("server_version"),
+            metadata_note=found.get("metadata_note"),
         )
 
     def plan(self, direction: str, spec: TargetSpec, current: Sequence[str]) -> list[Step]:
@@ -335,6 +364,11 @@ class AlembicRun:
                 "the database is at revision %s, which this project does not have: "
                 "deploy the missing migration files (git checkout -- versions/) or check that url points at the right database." % ", ".join(unknown)
             )
+        exact = exact_heads(spec, direction)
+        if exact is not None:
+            self._refuse_unreachable(spec, current, exact, direction)
+            steps = steps_between(self.script, current, exact, direction)
+            return [_step_from(step) for step in steps]
         try:
             if direction == "upgrade":
                 # Alembic annotates current_rev as str, yet its own command.upgrade passes the tuple of current heads.
@@ -343,10 +377,31 @@ class AlembicRun:
                 # Likewise (command.downgrade passes the heads tuple too).
                 steps = self.script._downgrade_revs(spec.alembic, tuple(current))  # type: ignore[arg-type]
         except Exception as exc:  # CommandError, and a bare AssertionError for over-long walks
+            if "ambiguous walk" in str(exc).lower() and direction == "upgrade":
+                candidates = [describe(self.script, rev) for rev in next_revisions(self.script, current)]
+                raise FleetError(
+                    "target '%s' is ambiguous: from %s the history branches, and the next revision could be %s: "
+                    "name the one to go to (its revision id, or <branch>@+1)." % (spec.given, ", ".join(current) or "base", " or ".join(candidates))
+                ) from None
             raise explain_revision_error(exc, spec, current, heads) from None
         if direction == "upgrade" and not steps and current and spec.ref not in (None, "head", "heads"):
             self._refuse_older_target(spec, current, heads)
         return [_step_from(step) for step in steps]
+
+    def _refuse_unreachable(self, spec: TargetSpec, current: Sequence[str], exact: Sequence[str], direction: str) -> None:
+        blocking = unreachable(self.script, current, exact, direction)
+        if not blocking:
+            return
+        now = ", ".join(current) or "base (empty)"
+        if direction == "upgrade":
+            raise FleetError(
+                "target '%s' cannot be reached by upgrading from the current revision %s: it would have to remove %s; "
+                "use the downgrade module (or rollback.yml) for that." % (spec.given, now, ", ".join(blocking))
+            )
+        raise FleetError(
+            "target '%s' cannot be reached by downgrading from the current revision %s (it is ahead of it or on another branch): "
+            "it needs %s, which the database does not have; use the upgrade module." % (spec.given, now, ", ".join(blocking))
+        )
 
     def _refuse_older_target(self, spec: TargetSpec, current: Sequence[str], heads: Sequence[str]) -> None:
         # Alembic plans nothing for an upgrade to an ancestor; an operator who
@@ -364,7 +419,7 @@ class AlembicRun:
     def render_sql(self, direction: str, spec: TargetSpec, current: Sequence[str]) -> tuple[str | None, str | None]:
         """Offline SQL for the plan; (sql, note) where note says why there is none."""
         if len(current) > 1:
-            return None, "SQL not rendered: the database is at several heads (%s), which offline mode cannot start from." % ", ".join(current)
+            return self._render_from_heads(direction, spec, current)
         start = current[0] if current else None
         if direction == "downgrade" and start is None:
             return "", None
@@ -377,11 +432,25 @@ class AlembicRun:
             else:
                 command.downgrade(cfg, revision, sql=True)
         except Exception as exc:  # a revision that cannot render offline
-            return None, "SQL not rendered: %s cannot run in offline mode (%s: %s)." % (
+            return None, "SQL not rendered: %s cannot run in offline mode (%s)." % (
                 "a revision" if not start else "a revision after %s" % start,
-                type(exc).__name__,
-                scrub(" ".join(str(exc).split()), self.target.password),
+                self._reason(exc),
             )
+        return buffer.getvalue(), None
+
+    def _render_from_heads(self, direction: str, spec: TargetSpec, current: Sequence[str]) -> tuple[str | None, str | None]:
+        # command.upgrade/downgrade take one starting revision ("a:b"), but Alembic's offline context starts
+        # from any tuple of heads given to EnvironmentContext directly (a merge, a database on two branches).
+        def walk(rev: Any, context: Any) -> list[Any]:
+            if direction == "upgrade":
+                return self.script._upgrade_revs(spec.alembic, rev)
+            return self.script._downgrade_revs(spec.alembic, rev)
+
+        buffer = io.StringIO()
+        try:
+            self._run_env(self.config(buffer=buffer), walk, as_sql=True, starting_rev=tuple(current), destination_rev=spec.alembic)
+        except Exception as exc:
+            return None, "SQL not rendered: a revision after %s cannot run in offline mode (%s)." % (", ".join(current), self._reason(exc))
         return buffer.getvalue(), None
 
     def render_steps_sql(self, steps: Sequence[Step]) -> list[tuple[str | None, str | None]]:
@@ -389,18 +458,108 @@ class AlembicRun:
 
         A linear chain of steps is rendered in ONE offline pass (Alembic reads the project and runs env.py once,
         not once per revision) and cut at Alembic's "-- Running upgrade" markers, each piece framed by the pass's
-        own transaction lines; anything else, or a pass that fails, falls back to one pass per step.
+        own transaction lines; a revision that cannot run offline gets (None, note) without stopping the others.
+        Anything else (branches, merges), or a pass that fails outside the revisions, is rendered step by step.
         """
         chain = all(tuple(step.down_revision) == (steps[i - 1].revision,) for i, step in enumerate(steps) if i) and all(
             step.direction == "upgrade" for step in steps
         )
         if len(steps) > 1 and chain and len(steps[0].down_revision) <= 1:
-            start = list(steps[0].down_revision)
-            sql, _ = self.render_sql("upgrade", self.parse(steps[-1].revision, "upgrade"), start)
+            failed: dict[str, str] = {}
+            sql = self._render_pass(steps, tuple(steps[0].down_revision), failed)
             pieces = _split_rendered(sql, len(steps)) if sql is not None else None
             if pieces is not None:
-                return [(piece, None) for piece in pieces]
+                return [
+                    (None, "SQL not rendered: %s." % failed[step.revision]) if step.revision in failed else (piece, None)
+                    for step, piece in zip(steps, pieces, strict=True)
+                ]
         return [self.render_sql("upgrade", self.parse(step.revision, "upgrade"), list(step.down_revision)) for step in steps]
+
+    def render_plan_sql(self, steps: Sequence[Step], current: Sequence[str] | None = None) -> tuple[str, list[str]]:
+        """Offline SQL of a whole plan (upgrade or downgrade, across branches and merges) and a note per revision
+        that cannot be rendered.
+
+        One offline pass from `current` (the database's heads; when not given, what the first steps stand on).
+        A revision that cannot run offline (it reads the database through op.get_bind()) does not hide the
+        others: its SQL is replaced by a one-line comment naming it and why, and its note says the same.
+        """
+        if not steps:
+            return "", []
+        start = tuple(current) if current is not None else self._plan_start(steps)
+        failed: dict[str, str] = {}
+        try:
+            sql = self._render_pass(steps, start, failed, strict=True)
+        except Exception as exc:  # env.py, or Alembic itself, fails outside any revision
+            note = "SQL not rendered: offline mode failed outside the revisions (%s)." % self._reason(exc)
+            return "-- %s\n" % note, [note]
+        return sql or "", ["SQL not rendered: %s." % why for why in failed.values()]
+
+    def _render_pass(self, steps: Sequence[Step], start: tuple[str, ...], failed: dict[str, str], strict: bool = False) -> str | None:
+        """One offline pass over exactly `steps` from heads `start`; a revision that raises is replaced by a
+        comment and recorded in `failed` (revision -> why). None when the pass itself fails (raised if strict)."""
+        buffer = io.StringIO()
+        guarded = [self._guarded_step(step, buffer, failed) for step in steps]
+        last = steps[-1]
+        destination: Any = last.revision if last.direction == "upgrade" else (last.down_revision or "base")
+        try:
+            self._run_env(self.config(buffer=buffer), lambda rev, context: guarded, as_sql=True, starting_rev=start or None, destination_rev=destination)
+        except Exception:
+            if strict:
+                raise
+            return None
+        return buffer.getvalue()
+
+    def _guarded_step(self, step: Step, buffer: io.StringIO, failed: dict[str, str]) -> Any:
+        """Alembic's migration step for `step`, whose failure in offline mode leaves a comment in the SQL instead."""
+        script = self.script.get_revision(step.revision)
+        if script is None:  # the plan came from this project: only a file deleted meanwhile gets here
+            raise FleetError("revision %s is no longer in the project: run the plan again." % step.revision)
+        if step.direction == "upgrade":
+            migration = MigrationStep.upgrade_from_script(self.script.revision_map, script)
+        else:
+            migration = MigrationStep.downgrade_from_script(self.script.revision_map, script)
+        original = migration.migration_fn
+
+        @functools.wraps(original)  # Alembic names the step ("-- Running upgrade ...") after the function
+        def render(**kw: Any) -> None:
+            mark = buffer.tell()
+            try:
+                original(**kw)
+            except Exception as exc:
+                buffer.seek(mark)
+                buffer.truncate()  # half a revision's SQL would read as all of it
+                failed[step.revision] = self._unrendered(step, exc)
+                buffer.write("-- %s\n\n" % failed[step.revision])
+
+        migration.migration_fn = render
+        return migration
+
+    def _unrendered(self, step: Step, exc: BaseException) -> str:
+        text = "revision %s (%s) cannot run in offline mode (%s)" % (step.revision, os.path.basename(step.path), self._reason(exc))
+        if _reads_database(step.path):
+            text += "; it reads the database through op.get_bind(), which returns nothing in offline mode"
+        return text
+
+    def _reason(self, exc: BaseException) -> str:
+        """`Type: first line of the message`, without the password."""
+        first = _first_line(scrub(str(exc), self.target.password))
+        return "%s: %s" % (type(exc).__name__, first) if first else type(exc).__name__
+
+    def _plan_start(self, steps: Sequence[Step]) -> tuple[str, ...]:
+        """The heads a plan starts from, as its steps tell them: what the upgrades stand on, or what the
+        downgrades remove first; an ancestor of another of them is not a head."""
+        found: list[str] = []
+        seen: set[str] = set()
+        for step in steps:
+            if step.direction == "upgrade":
+                found.extend(down for down in step.down_revision if down not in seen and down not in found)
+                seen.add(step.revision)
+            else:
+                if step.revision not in seen and step.revision not in found:
+                    found.append(step.revision)
+                seen.update(step.down_revision)
+        below = {script.revision for head in found for script in self.lineage([head]) if script.revision != head}
+        return tuple(rev for rev in found if rev not in below)
 
     def render_stamp_sql(self, spec: TargetSpec, current: Sequence[str]) -> tuple[str | None, str | None]:
         if len(current) > 1:
@@ -421,7 +580,11 @@ class AlembicRun:
         transaction is left to Alembic's env.py, and before_commit runs in a transaction of its own afterwards.
         """
 
+        exact = exact_heads(spec, direction)
+
         def steps(rev: Any, context: Any) -> list[Any]:
+            if exact is not None:
+                return steps_between(self.script, tuple(rev or ()), exact, direction)
             if direction == "upgrade":
                 return self.script._upgrade_revs(spec.alembic, rev)
             return self.script._downgrade_revs(spec.alembic, rev)
@@ -435,7 +598,7 @@ class AlembicRun:
 
     def stamp(self, spec: TargetSpec, before_commit: Callable[[Any], None] | None = None) -> None:
         def steps(rev: Any, context: Any) -> list[Any]:
-            return self.script._stamp_revs(spec.alembic, rev)
+            return self.script._stamp_revs(spec.revisions or spec.alembic, rev)
 
         self._run_in_transaction(steps, destination_rev=spec.alembic, before_commit=before_commit)
 
@@ -491,6 +654,20 @@ class AlembicRun:
             conn.close()
 
 
+def _metadata_note(metadata: Any) -> str | None:
+    """Why env.py's target_metadata gives no models to compare with, or None when it does.
+
+    A MetaData() with no tables (kept for its naming convention) describes nothing: compared, every table
+    of the database would read as missing from the models.
+    """
+    if metadata is None:
+        return "env.py exposes no target_metadata, so the schema was not compared with models"
+    collection = metadata if isinstance(metadata, (list, tuple)) else [metadata]
+    if not any(getattr(item, "tables", None) for item in collection):
+        return "env.py's target_metadata has no tables, so the schema was not compared with models"
+    return None
+
+
 def _server_version(conn: Any) -> str | None:
     try:
         if conn.dialect.name == "postgresql":
@@ -502,20 +679,94 @@ def _server_version(conn: Any) -> str | None:
     return None
 
 
-def explain_migration_failure(exc: BaseException, target: DbTarget, direction: str) -> str:
-    """The message for a migration that raised, without the password."""
+def explain_migration_failure(exc: BaseException, target: DbTarget, direction: str, run: AlembicRun | None = None) -> str:
+    """The message for a migration that raised, without the password, naming the file and line that failed.
+
+    Given the run, the revision is found among the project's own revision files (any version location, any
+    folder name) and a failure raised outside them, in env.py or a helper module of the project, is named too.
+    """
     detail = error_detail(exc, target)
     statement = getattr(exc, "statement", None)
-    where = ""
-    tb = traceback.extract_tb(exc.__traceback__)
-    for frame in reversed(tb):
-        if os.sep + "versions" + os.sep in frame.filename or "/versions/" in frame.filename:
-            where = " in %s line %s" % (os.path.basename(frame.filename), frame.lineno)  # lineno may be None
-            break
+    frames = _frames(exc)
+    where = _failure_site(frames, run) if run is not None else _revision_site(frames, set())
     text = "%s failed%s: %s: %s" % (direction, where, type(getattr(exc, "orig", None) or exc).__name__, detail)
     if statement:
         text += " [statement: %s]" % " ".join(str(statement).split())[:300]
     return text
+
+
+def _frames(exc: BaseException) -> list[tuple[str, int, bool]]:
+    """(file, line, defines a revision) per traceback frame, outermost first."""
+    found = []
+    tb = exc.__traceback__
+    while tb is not None:
+        names = tb.tb_frame.f_globals
+        found.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno, "revision" in names and "down_revision" in names))
+        tb = tb.tb_next
+    return found
+
+
+def _revision_site(frames: Sequence[tuple[str, int, bool]], revision_files: set[str]) -> str:
+    # Without the project's list, a revision module is known by its `revision` and `down_revision` globals: a
+    # path test ("/versions/") also matches the Python installation's own (pyenv's .../versions/3.11.7/lib).
+    for filename, line, is_revision in reversed(frames):
+        if _real(filename) in revision_files or (not revision_files and is_revision):
+            return " in %s line %s" % (os.path.basename(filename), line)
+    return ""
+
+
+def _failure_site(frames: Sequence[tuple[str, int, bool]], run: AlembicRun) -> str:
+    """' in <revision file> line N', with the project file that raised when that is another one (a helper,
+    env.py); '' when no frame is the project's."""
+    try:
+        revision_files = {_real(script.path) for script in run.script.walk_revisions()}
+    except Exception:  # the scripts did not load: nothing to match against
+        revision_files = set()
+    roots = _project_roots(run)
+    revision_at = next((i for i in range(len(frames) - 1, -1, -1) if _real(frames[i][0]) in revision_files), None)
+    own_at = next((i for i in range(len(frames) - 1, -1, -1) if _is_project_file(frames[i][0], roots)), None)
+    if revision_at is None:
+        return "" if own_at is None else " in %s line %s" % (_shown(frames[own_at][0], roots), frames[own_at][1])
+    where = " in %s line %s" % (os.path.basename(frames[revision_at][0]), frames[revision_at][1])
+    if own_at is not None and own_at > revision_at and _real(frames[own_at][0]) not in revision_files:
+        where += " (raised in %s line %s)" % (_shown(frames[own_at][0], roots), frames[own_at][1])
+    return where
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(os.path.abspath(path))
+
+
+def _project_roots(run: AlembicRun) -> list[str]:
+    roots = [run.project.project_dir, os.path.dirname(run.project.config_path)]
+    try:
+        roots.append(run.script.dir)
+        roots.extend(run.script.version_locations)
+    except Exception:
+        pass
+    return sorted({_real(root) for root in roots}, key=len, reverse=True)
+
+
+def _is_project_file(path: str, roots: Sequence[str]) -> bool:
+    real = _real(path)
+    if not os.path.isfile(real) or _is_installed(real) or real.startswith(_real(os.path.dirname(__file__)) + os.sep):
+        return False
+    return any(real.startswith(root + os.sep) for root in roots)
+
+
+def _is_installed(path: str) -> bool:
+    # A virtualenv inside the project directory holds Alembic and SQLAlchemy: those frames are not the project's.
+    parts = path.split(os.sep)
+    if "site-packages" in parts or "dist-packages" in parts:
+        return True
+    prefixes = {_real(prefix) for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    return any(path.startswith(prefix + os.sep) for prefix in prefixes)
+
+
+def _shown(path: str, roots: Sequence[str]) -> str:
+    real = _real(path)
+    root = next(root for root in roots if real.startswith(root + os.sep))
+    return os.path.relpath(real, root)
 
 
 # -- schema differences ---------------------------------------------------
@@ -606,6 +857,11 @@ def _split_rendered(sql: str, count: int) -> list[str] | None:
     starts = [match.start() for match in _RUNNING_MARKER.finditer(sql)]
     if len(starts) != count:
         return None
+    between = "COMMIT;\n\nBEGIN;\n\n"
+    if count > 1 and all(sql[:start].endswith(between) for start in starts[1:]):
+        # transaction_per_migration: each step already has its own BEGIN/COMMIT, so cut before each BEGIN.
+        cuts = [0] + [start - len("BEGIN;\n\n") for start in starts[1:]] + [len(sql)]
+        return [sql[cuts[i] : cuts[i + 1]] for i in range(count)]
     preamble, body = sql[: starts[0]], sql[starts[0] :]
     opening = "BEGIN;\n\n" if preamble.startswith("BEGIN;\n\n") else ""
     closing = "COMMIT;\n\n" if body.endswith("COMMIT;\n\n") else ""

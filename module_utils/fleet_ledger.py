@@ -202,6 +202,11 @@ class Ledger:
             )
         )
 
+    def mark_unverified(self, conn: Any, entry_id: str, message: str) -> None:
+        """A committed run whose verification failed: its revisions are in the database (to_revision and revisions
+        stay as recorded), but it did not succeed."""
+        conn.execute(self.table.update().where(self.table.c.entry_id == entry_id).values(outcome=FAILED, message=message))
+
     def mark_undone(self, conn: Any, entry_id: str, undone_by: str) -> None:
         conn.execute(self.table.update().where(self.table.c.entry_id == entry_id).values(outcome=ROLLED_BACK, undone_by=undone_by))
 
@@ -234,7 +239,8 @@ class Ledger:
         found: dict[str, dict[str, Any]] = {}
         if not self.exists(conn):
             return found
-        query = sa.select(self.table).where(self.table.c.outcome.in_((SUCCEEDED, ROLLED_BACK))).order_by(self.table.c.id.asc())
+        # A failed run records revisions only when they were applied (its verification failed after the commit).
+        query = sa.select(self.table).where(self.table.c.outcome.in_((SUCCEEDED, ROLLED_BACK, FAILED))).order_by(self.table.c.id.asc())
         for row in conn.execute(query):
             entry = row_to_dict(row._mapping)
             for rev in entry["revisions"]:

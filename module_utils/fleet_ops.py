@@ -60,7 +60,7 @@ from ansible.module_utils.fleet_ledger import (
 from ansible.module_utils.fleet_lock import RunLock, pg_holder, sqlite_holder
 from ansible.module_utils.fleet_module import Operation
 from ansible.module_utils.fleet_restore import SIDE_HEX, side_prefix
-from ansible.module_utils.fleet_review import classify_downgrade, uses_autocommit_block
+from ansible.module_utils.fleet_review import LOSSY, classify_downgrade, uses_autocommit_block
 from ansible.module_utils.fleet_scratch import expected_schema_differences, scratch_prefix
 
 CREATE_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
@@ -188,6 +188,9 @@ def _status(params: dict[str, Any], result: dict[str, Any], scripts: dict[tuple[
             server_version=probe.server_version,
         )
         spec_text = params.get("target") or "head"
+        # A project with several heads (labelled branches) is migrated with an explicit target (heads, <branch>@head,
+        # a revision); "head" is then ambiguous, which the preflight refuses. Status still reads them all.
+        result["target_ambiguous"] = len(heads) > 1 and spec_text == "head"
         if len(heads) > 1 and spec_text == "head":
             spec_text = "heads"
         spec = run.parse(spec_text, "upgrade")
@@ -215,22 +218,42 @@ def _status(params: dict[str, Any], result: dict[str, Any], scripts: dict[tuple[
             if not postgresql:
                 result["lock_holder"] = sqlite_holder(run.target)
             if result["lock_holder"] is None:
-                for entry in result["last_runs"]:  # no live holder: a 'running' row is a dead run
-                    if entry["outcome"] == RUNNING:
+                for entry in [*result["last_runs"], result["last_change"]]:  # no live holder: a 'running' row is a dead run
+                    if entry and entry["outcome"] == RUNNING:
                         entry["outcome"] = INTERRUPTED
                 mark_dead_drill(result["last_drill"])
+            # Flyway's validate before anything runs: an applied revision edited since is caught here, not by the
+            # verification after an upgrade (which would then undo that upgrade).
+            result["changed_files"] = _changed_revision_files(run, ledger, list(probe.current)) if steps and probe.current else []
             if postgresql:
                 if not result["blockers_visible"]:
                     result["blockers_note"] = (
                         "the user cannot see other users' sessions: grant it pg_read_all_stats so that long transactions and pg_dumps of other users are found"
                     )
                 result["blockers"] = _wait_for_quiet(run, params, bool(steps), blockers)
+        result["post_backup_missing"] = _post_backup_missing(result.get("last_change"), list(probe.current), result.get("backup"), params)
         # Opt-in parts of a scheduled status run: nothing of this runs unless asked.
         if params.get("drift"):
             result["drift"], result["model_drift"] = schema_drift(run, probe, heads, ledger, allowlist, params.get("maintenance_db") or "postgres")
         if policy is not None:
-            result["review"] = review_pending(run, steps, policy, probe.server_version)
+            # A database that was empty before the run (missing, or no revision recorded) cannot block anyone.
+            result["review"] = review_pending(run, steps, policy, probe.server_version, fresh=not probe.exists or not probe.current)
     result["duration"] = elapsed(started)
+
+
+def _post_backup_missing(last_change: dict[str, Any] | None, current: list[str], backup: dict[str, Any] | None, params: dict[str, Any]) -> bool:
+    """The last change was a successful upgrade to where the database is, and no backup of that revision was taken
+    after it (the post-upgrade backup failed, or its run was killed): the next run takes it. Needs `backup_dir`."""
+    if not params.get("backup_dir") or not last_change or not current:
+        return False
+    if last_change.get("action") not in ("migrate", "upgrade") or last_change.get("outcome") != SUCCEEDED:
+        return False
+    if sorted(last_change.get("to_revision") or []) != sorted(current):
+        return False
+    if backup is None:
+        return True
+    # Both times are "%Y-%m-%dT%H:%M:%SZ" in UTC, so they compare as text.
+    return bool(backup.get("revision") != "+".join(current) or (backup.get("created_at") or "") < (last_change.get("finished_at") or ""))
 
 
 # alembic_status's `databases`: a host's databases in one module start (imports and Alembic are paid once).
@@ -287,11 +310,12 @@ def _review_downgrade(params: dict[str, Any], steps: list[Step], result: dict[st
         if verdict.kind in refuse:
             refused.append("%s (%s: %s)" % (step.revision, verdict.kind, "; ".join(verdict.reasons)))
     result["pending"] = planned
-    floor = params.get("floor")
-    if floor and any(step.revision == floor or step.revision.startswith(floor) for step in steps):
+    floors = [part.strip() for part in str(params.get("floor") or "").split(",") if part.strip()]  # several heads: "a1b2,c3d4"
+    below = [floor for floor in floors if any(step.revision == floor or step.revision.startswith(floor) for step in steps)]
+    if below:
         raise FleetError(
             "downgrading to '%s' would undo revision %s, below the allowed floor: undo only the last run, or set the override to go further."
-            % (result.get("target"), floor)
+            % (result.get("target"), ", ".join(below))
         )
     if refused:
         raise FleetError(
@@ -345,6 +369,7 @@ def _migrate(direction: str, params: dict[str, Any], check_mode: bool, want_diff
     with run.session():
         spec = run.parse(params.get("target"), direction)
         result["target"] = spec.given
+        heads = run.script_heads()
         exists = run.exists()
         if not exists and not params.get("create_database"):
             raise DatabaseMissing(run.target)
@@ -355,8 +380,26 @@ def _migrate(direction: str, params: dict[str, Any], check_mode: bool, want_diff
                 _plan_and_apply(run, direction, spec, params, check_mode, want_diff, result, ledger, record)
         result["log"] = run.log_lines()
     if direction == "upgrade" and params.get("verify") is not None and not check_mode:
-        _verify_after(params, spec.given, result)
+        try:
+            _verify_after(params, spec.given, heads, result)
+        except FleetError as exc:
+            _record_unverified(run, ledger, result, str(exc))
+            raise
     result["duration"] = elapsed(started)
+
+
+def _record_unverified(run: AlembicRun, ledger: Ledger, result: dict[str, Any], message: str) -> None:
+    """The ledger never says `succeeded` for a run whose verification failed: the row says failed, where the
+    database is and why (best effort: the server itself may be gone, and then the failure is in the result)."""
+    entry_id = result.get("ledger_entry_id")
+    if not entry_id or not result.get("changed"):
+        return
+    text = "%s; the revisions were applied (the database is at %s)" % (message.rstrip("."), ", ".join(result.get("after") or []) or "base")
+    try:
+        with run.session(), run.transaction() as conn:
+            ledger.mark_unverified(conn, entry_id, scrub(text, run.target.password)[:2000])
+    except Exception:
+        result["ledger_note"] = "the failed verification could not be recorded in the ledger: the database was unreachable"
 
 
 def _backup_first(params: dict[str, Any], before: list[str], check_mode: bool, record: RunRecord, result: dict[str, Any]) -> None:
@@ -369,15 +412,18 @@ def _backup_first(params: dict[str, Any], before: list[str], check_mode: bool, r
         record.backup_sha256 = taken["manifest"]["sha256"]
 
 
-def _verify_after(params: dict[str, Any], given: str, result: dict[str, Any]) -> None:
+def _verify_after(params: dict[str, Any], given: str, run_heads: list[str], result: dict[str, Any]) -> None:
     """alembic_upgrade's `verify`: alembic_verify at where the upgrade went, in this process."""
     after = result["after"]
     checks = dict(params)
     checks.update(
-        revision="head" if given == "head" else (after[0] if len(after) == 1 else "heads"),
+        # Exactly the revisions the run ended at: on a project with branches that is not always the project's head.
+        revision="head" if given == "head" else (",".join(after) if after else "base"),
         compare_schema=params["verify"].get("compare_schema", True),
         check_files=True,
-        expected_heads=None,
+        # The project's heads were judged by the preflight: a project with several heads is migrated with an explicit
+        # target (heads, <branch>@head, a revision), and its verification does not ask for one head.
+        expected_heads=None if given == "head" else run_heads,
     )
     _sub_step("verify", verify, checks, False, result)
 
@@ -410,17 +456,22 @@ def _plan_and_apply(
     result.update(before=before, after=before, exists=probe.exists)
     steps = run.plan(direction, spec, before)
     planned = _review_downgrade(params, steps, result) if direction == "downgrade" else [step.as_dict() for step in steps]
-    sql = note = None
+    sql: str | None = None
+    notes: list[str] = []
     if want_diff and steps:
-        sql, note = run.render_sql(direction, spec, before)
+        # Per revision: one that cannot render offline is named in the SQL and in sql_note; the rest is shown.
+        sql, notes = run.render_plan_sql(steps, before)
         result["sql"] = sql
-        if note:
-            result["sql_note"] = note
+        if notes:
+            result["sql_note"] = " ".join(notes)
     if not steps:
         result.pop("pending", None)
         return
     predicted = _predict_heads(before, steps)
-    if direction == "upgrade" and params.get("backup") is not None and probe.exists:
+    # Before an upgrade (when asked), and before a downgrade that throws data away: a lossy downgrade is the one
+    # change whose loss no later step can give back.
+    lossy = direction == "downgrade" and any(entry.get("reversibility") == LOSSY for entry in planned)
+    if params.get("backup") is not None and probe.exists and (direction == "upgrade" or lossy):
         _backup_first(params, before, check_mode, record, result)
     if check_mode:
         result.update(changed=True, pending=planned, after=predicted)
@@ -442,8 +493,8 @@ def _plan_and_apply(
         }
         if sql:
             diff["prepared"] = sql
-        elif note:
-            diff["prepared"] = "-- %s\n" % note
+        elif notes:
+            diff["prepared"] = "".join("-- %s\n" % note for note in notes)
         result["diff"] = diff
 
 
@@ -482,7 +533,7 @@ def _apply(
         _record_failure(run, ledger, entry_id, before, planned, str(exc), result)
         raise
     except Exception as exc:
-        message = explain_migration_failure(exc, run.target, direction)
+        message = explain_migration_failure(exc, run.target, direction, run)
         now = _record_failure(run, ledger, entry_id, before, planned, message, result)
         if outside:
             result["partial"] = True
@@ -553,8 +604,16 @@ def stamp(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dic
         if not probe.exists:
             raise DatabaseMissing(run.target)
         before = list(probe.current)
+        unknown = sorted(set(before) - set(run.revision_ids()))
+        if unknown:
+            raise FleetError(
+                "cannot stamp %s: it is at revision %s, which this project does not have; deploy the missing migration files, "
+                "or check that url points at the right database; nothing was written." % (run.target.label, ", ".join(unknown))
+            )
         if spec.ref == "base":
             wanted: list[str] = []
+        elif spec.revisions:
+            wanted = list(spec.revisions)
         else:
             try:
                 wanted = [script.revision for script in run.script.get_revisions(spec.alembic)]
@@ -587,7 +646,12 @@ def stamp(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dic
                 with run.transaction() as conn:
                     entry_id = ledger.start(conn, record, before)
                 result["ledger_entry_id"] = entry_id
-                run.stamp(spec, before_commit=lambda conn: ledger.finish(conn, entry_id, SUCCEEDED, wanted, [], "stamped without running migrations"))
+                try:
+                    run.stamp(spec, before_commit=lambda conn: ledger.finish(conn, entry_id, SUCCEEDED, wanted, [], "stamped without running migrations"))
+                except Exception as exc:
+                    message = explain_migration_failure(exc, run.target, "stamp", run)
+                    _record_failure(run, ledger, entry_id, before, [], message, result)
+                    raise FleetError("%s; nothing was stamped." % message) from None
                 wanted = list(run.probe().current)
         result.update(changed=True, after=wanted, log=run.log_lines())
     result["duration"] = elapsed(started)
@@ -621,6 +685,8 @@ def verify(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
             expected: list[str] = []
         elif spec.ref in ("head", "heads"):
             expected = heads
+        elif spec.revisions:
+            expected = list(spec.revisions)
         else:
             expected = [script.revision for script in run.script.get_revisions(spec.alembic)]
         result.update(current=current, expected=expected)
@@ -661,7 +727,7 @@ def _compare_schema(
     if sorted(current) == sorted(heads):
         probe = run.probe(compare=True, ignore_tables=[ledger.name])
         if not probe.metadata_available:
-            result["schema_note"] = "env.py exposes no target_metadata, so the schema was not compared with models"
+            result["schema_note"] = probe.metadata_note or "env.py exposes no target_metadata, so the schema was not compared with models"
             return
         differences = probe.diffs or []
         against = "the models"

@@ -15,7 +15,8 @@ MIN_PREFIX = 4  # Alembic's own minimum for a partial revision id
 
 _GRAMMAR_HELP = (
     "use head, heads, a revision id (full, or a unique prefix of at least 4 characters), "
-    "+N or -N (relative to the current revision), <revision>+N, head-N (the guides' head~N), or <branch>@head"
+    "+N or -N (relative to the current revision), <revision>+N, head-N (the guides' head~N), <branch>@head, "
+    "or several revision ids separated by commas (exactly those heads)"
 )
 _TOKEN = r"[A-Za-z0-9_]+"
 _SPEC = re.compile(r"^(?:(?P<rel>[+-]\d+)|(?:(?P<branch>%s)@)?(?P<ref>%s)(?P<offset>[+-]\d+)?)$" % (_TOKEN, _TOKEN))
@@ -31,6 +32,9 @@ class TargetSpec:
     branch: str | None
     ref: str | None  # head, heads, base or a revision id/prefix; None for bare +N/-N
     offset: int  # relative steps (+ up, - down); 0 when absolute
+    # Several revision ids ("a1b2,c3d4"): the database ends at exactly these heads (a branch of a project with
+    # several heads, or where a run started). `ref` is then the first of them.
+    revisions: tuple[str, ...] = ()
 
     @property
     def is_relative_to_current(self) -> bool:
@@ -43,6 +47,8 @@ def parse_target(spec: str | None, direction: str) -> TargetSpec:
     if not text:
         raise FleetError("target is empty: %s." % _GRAMMAR_HELP)
     given = " ".join(text.split())  # what messages quote: always one line
+    if "," in text:
+        return _parse_list(given, [part.strip() for part in text.split(",")], direction)
     tilde = _TILDE.match(text)
     if tilde:
         # The guides write head~N; Alembic spells it head-N.
@@ -74,6 +80,19 @@ def parse_target(spec: str | None, direction: str) -> TargetSpec:
     return parsed
 
 
+def _parse_list(given: str, parts: list[str], direction: str) -> TargetSpec:
+    """'a1b2,c3d4': exactly these revisions (the heads a database should end at)."""
+    for part in parts:
+        if not re.match(r"^%s$" % _TOKEN, part) or part.lower() in SYMBOLS:
+            raise FleetError(
+                "target '%s' is not a list of revision ids: '%s' is not one; a list names revisions only (no head, base, +N or branch@)." % (given, part)
+            )
+        if len(part) < MIN_PREFIX:
+            raise FleetError("target '%s' has '%s', too short to name a revision: give at least %d characters of each id." % (given, part, MIN_PREFIX))
+    unique = tuple(dict.fromkeys(parts))
+    return TargetSpec(given=given, alembic=" ".join(unique), branch=None, ref=unique[0], offset=0, revisions=unique)
+
+
 def _check_direction(spec: TargetSpec, direction: str) -> None:
     if direction == "upgrade":
         if spec.ref is None and spec.offset < 0:
@@ -96,6 +115,10 @@ def resolve_prefix(spec: TargetSpec, revision_ids: Iterable[str], branch_labels:
     Alembic answers an ambiguous prefix with "Can't locate revision"; operators
     need the candidates instead.
     """
+    if spec.revisions:
+        ids = list(revision_ids)
+        resolved = tuple(dict.fromkeys(resolve_prefix(parse_target(part, "stamp"), ids).ref or part for part in spec.revisions))
+        return TargetSpec(given=spec.given, alembic=" ".join(resolved), branch=None, ref=resolved[0], offset=0, revisions=resolved)
     if spec.ref is None or spec.ref in SYMBOLS:
         return spec
     ids = sorted(set(revision_ids))

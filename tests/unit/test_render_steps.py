@@ -9,6 +9,7 @@ import pytest
 from ansible.module_utils import fleet_ops
 
 from support.ansible_run import REPO
+from support.edge_projects import data_migration_chain, write_project
 
 PROJECTS = [
     REPO / "migrations" / "equities" / "alembic.ini",
@@ -24,8 +25,29 @@ def test_one_pass_equals_rendering_each_revision_alone(ini: Path, url: str) -> N
     steps = run.plan("upgrade", run.parse("head", "upgrade"), [])
     assert len(steps) > 1
     alone = [run.render_sql("upgrade", run.parse(step.revision, "upgrade"), list(step.down_revision)) for step in steps]
-    assert run.render_steps_sql(steps) == alone
+    assert same_sql(run.render_steps_sql(steps), alone)
     # From a revision in the middle, too.
     rest = steps[2:]
     alone_rest = alone[2:]
-    assert run.render_steps_sql(rest) == alone_rest
+    assert same_sql(run.render_steps_sql(rest), alone_rest)
+
+
+def same_sql(rendered: list[tuple[str | None, str | None]], alone: list[tuple[str | None, str | None]]) -> bool:
+    """The same SQL per step, and a note exactly where there is none; the one pass names the revision that
+    could not render where rendering it alone can only say "a revision after X"."""
+    return [sql for sql, _ in rendered] == [sql for sql, _ in alone] and [note is None for _, note in rendered] == [note is None for _, note in alone]
+
+
+@pytest.mark.parametrize("url", ["postgresql://migrator@127.0.0.1:1/offline", "sqlite:////nonexistent/offline.db"])
+def test_one_pass_equals_each_revision_alone_with_a_transaction_per_migration(tmp_path: Path, url: str) -> None:
+    """env.py with transaction_per_migration=True frames every revision in its own BEGIN/COMMIT: the pieces
+    are cut before each BEGIN, not wrapped in the pass's framing again."""
+    chain = {name: source for name, source in data_migration_chain().items() if not name.startswith("bb02")}
+    chain["cc03_email"] = chain["cc03_email"].replace("down_revision = 'bb02'", "down_revision = 'aa01'")
+    ini = write_project(tmp_path, chain, offline=", transaction_per_migration=True")
+    run = fleet_ops._open({"config": str(ini), "url": url, "password": None})
+    with run.session():
+        steps = run.plan("upgrade", run.parse("head", "upgrade"), [])
+        alone = [run.render_sql("upgrade", run.parse(step.revision, "upgrade"), list(step.down_revision)) for step in steps]
+        assert len(steps) == 2 and all(sql for sql, _ in alone)
+        assert run.render_steps_sql(steps) == alone
