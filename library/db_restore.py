@@ -10,19 +10,34 @@ description:
     a file whose size or SHA-256 differs from its manifest (damaged), a backup of another database (the manifest's
     C(name) is not O(name)) or of another dialect, a backup whose checksum is not O(expected_sha256), and a target
     database that does not exist (restoring into a missing database is not this module's job).
-  - PostgreSQL - records a C(running) row in the ledger of the original database, runs C(pg_restore --no-owner
-    --no-privileges --exit-on-error --single-transaction) (argument list; the password only through a private 0600
-    C(PGPASSFILE)) into a new scratch database C(<dbname>_restore_<hex>), checks that its version table holds the
-    manifest's revision, copies the original's ledger rows it lacks so that history survives, records the restore
-    as C(succeeded) there (and marks O(undo_entry_id) as undone), then swaps it in from O(maintenance_db) -
-    connections to the original are disallowed, its sessions ended, it is renamed C(<dbname>_replaced_<hex>), the
-    scratch database takes its name, and the replaced one is dropped unless O(keep_replaced).
+  - PostgreSQL - the restored database is one the application can use exactly as before. Before anything is
+    touched, the owners in the backup's table of contents (C(pg_restore --list)) and the original's own properties
+    are read, and a restore that would lose any of them is refused in one sentence naming the roles and what to grant
+    (C(GRANT <role> TO <user>), C(GRANT SET ON PARAMETER ...), or to restore as a superuser) - objects owned by a
+    role the user may not become (it must be that role, a member of it or a superuser; a role that does not exist on
+    the server is refused too), a database owner the user is not a member of, C(ALTER ROLE <role> IN DATABASE ...
+    SET) of a role the user may not change (it must be that role, a member, a superuser or, before PostgreSQL 16,
+    have C(CREATEROLE)), and settings only a superuser may store.
+  - PostgreSQL - records a C(running) row in the ledger of the original database, creates a new scratch database
+    C(<dbname>_restore_<hex>) with the original's owner, encoding and locale (and locale provider), gives it the
+    original's C(GRANT ... ON DATABASE), comment and connection limit, runs C(pg_restore --exit-on-error
+    --single-transaction) with the dump's owners and privileges (argument list; the password only through a private
+    0600 C(PGPASSFILE); the schemas and their privileges in a first run, so that a table's owner may create in its
+    schema), checks that its version table holds the manifest's revision, copies the original's ledger rows it lacks
+    so that history survives, records the restore as C(succeeded) there (and marks O(undo_entry_id) as undone),
+    gives it the original's C(ALTER DATABASE ... SET) and C(ALTER ROLE ... IN DATABASE ... SET) (as the role, with
+    C(SET ROLE), where the user is a member), then swaps it in from O(maintenance_db) - connections to the original
+    are disallowed, its sessions ended, it is renamed C(<dbname>_replaced_<hex>), the scratch database takes its
+    name, and the replaced one is dropped unless O(keep_replaced).
   - SQLite - the same, with a temporary copy beside the target written with the online backup API and copied onto
     the live file with the online backup API in one transaction.
   - Any failure before the swap drops the copy, records the restore as C(failed) in the original's ledger and
     leaves the original database untouched.
-  - The restore needs the user to own the database and (PostgreSQL) to have C(CREATEDB). Sessions of other roles
-    can only be ended by a user with C(pg_signal_backend); clients of the database are disconnected by the swap.
+  - The restore needs the user to own the database (or be a member of its owner) and (PostgreSQL) to have
+    C(CREATEDB). Sessions of other roles can only be ended by a user with C(pg_signal_backend); clients of the
+    database are disconnected by the swap. Privileges that a role other than an object's owner granted in the
+    original are replayed by pg_restore as that role (C(SET SESSION AUTHORIZATION)), which needs a superuser;
+    without one the restore fails before the swap, leaving the original untouched.
 version_added: "0.2.0"
 extends_documentation_fragment: [fleet.connection, fleet.ledger, fleet.lock]
 options:
@@ -130,6 +145,15 @@ duration:
   description: Seconds the restore took.
   returned: when the restore succeeded
   type: float
+database_properties:
+  description:
+    - PostgreSQL - what the restored database was given of the original's own properties - its C(owner), the number
+      of C(GRANT)/C(REVOKE ... ON DATABASE) statements that made its privileges the original's (C(grant_statements)),
+      the number of C(ALTER DATABASE)/C(ALTER ROLE ... IN DATABASE) settings (C(settings)), and whether it has a
+      C(comment).
+  returned: when a PostgreSQL restore succeeded
+  type: dict
+  sample: {owner: migrator, grant_statements: 2, settings: 3, comment: false}
 pg_restore_seconds:
   description:
     - How long C(pg_restore) itself ran (PostgreSQL). The rest of RV(duration) is the module's own work - the checksum,

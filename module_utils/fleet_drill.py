@@ -224,7 +224,7 @@ class ScratchCopy:
             admin.dispose()
         self.database = name
         self.target = dataclasses.replace(target, dbname=name, url=make_url(target.url).set(database=name).render_as_string(hide_password=False))
-        run_pg_restore(target, str(self.step.pg_restore), self.step.path, name)
+        run_pg_restore(target, str(self.step.pg_restore), self.step.path, name, passes=None)  # checked, then dropped: no owners or grants to keep
 
     def _restore_sqlite(self) -> None:
         self.directory = tempfile.mkdtemp(prefix="fleet-drill-")  # 0700

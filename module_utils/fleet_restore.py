@@ -5,10 +5,13 @@
 # Every input is checked before anything is touched: the file and its
 # manifest, the checksum, that it is a backup of this database (name,
 # dialect, the checksum the ledger expects) and that the target exists.
-# PostgreSQL: pg_restore into a fresh scratch database, check its revision,
-# carry the ledger's history over, then swap the names from the maintenance
-# database. SQLite: the online backup API into a temp file beside the target,
-# the same checks and history, then the online backup API onto the live file.
+# PostgreSQL: pg_restore into a fresh scratch database, with the dump's owners
+# and privileges and the original database's own owner, grants and settings
+# (what the user may not give back is refused before anything is touched),
+# check its revision, carry the ledger's history over, then swap the names
+# from the maintenance database. SQLite: the online backup API into a temp
+# file beside the target, the same checks and history, then the online backup
+# API onto the live file.
 # A failure before the swap drops the copy and records a 'failed' ledger row
 # in the untouched original.
 from __future__ import annotations
@@ -22,8 +25,9 @@ import sqlite3
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 from ansible.module_utils.common.warnings import warn
@@ -63,6 +67,7 @@ PG_NAME_LIMIT = 63  # NAMEDATALEN - 1, in bytes
 APPLICATION_NAME = "alembic-fleet-restore"
 RENAME_WAIT = 5.0  # seconds of retries for ended sessions to go (each ALTER DATABASE RENAME also waits up to 5 s itself)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+T = TypeVar("T")
 
 
 @dataclass
@@ -81,6 +86,8 @@ class Plan:
     undo_entry_id: str | None
     pg_restore: str | None = None
     server_major: int | None = None
+    entries: list[str] = dataclasses.field(default_factory=list)  # PostgreSQL: the backup's table of contents
+    properties: DatabaseProperties | None = None  # PostgreSQL: the original's own, to give to the copy
 
 
 # -- checks -----------------------------------------------------------------------
@@ -244,6 +251,9 @@ def plan(params: dict[str, Any]) -> Plan:
             % target.dbname
         )
     step.current = _inspect_original(target, ledger, version_table, step.undo_entry_id)
+    if target.dialect == "postgresql":
+        step.entries = dump_entries(str(step.pg_restore), path)
+        step.properties = check_access(target, step, params.get("maintenance_db") or "postgres")
     return step
 
 
@@ -291,7 +301,7 @@ def _finish_in_copy(original: DbTarget, copy_engine: Any, step: Plan, entry_id: 
                 entry_id,
                 SUCCEEDED,
                 sorted(step.expected),
-                message="restored %s (revision %s)" % (step.path, step.revision or "none"),
+                message="restored %s (revision %s)" % (step.path, step.revision or "base"),
             )
             if step.undo_entry_id:
                 step.ledger.mark_undone(dest, step.undo_entry_id, entry_id)
@@ -341,28 +351,391 @@ def _quote(conn: Any, name: str) -> str:
     return cast(str, conn.dialect.identifier_preparer.quote_identifier(name))
 
 
-def create_scratch(conn: Any, target: DbTarget, scratch: str) -> None:
-    """An empty database from template0 with the original's encoding and locale."""
+def create_scratch(conn: Any, target: DbTarget, scratch: str, owner: str | None = None) -> None:
+    """An empty database from template0 with the original's encoding and locale (provider too), owned by owner
+    (None: the user)."""
+    major = int(conn.exec_driver_sql("SHOW server_version_num").scalar()) // 10000
+    provider = ", datlocprovider, %s" % ("datlocale" if major >= 17 else "daticulocale") if major >= 15 else ""
     row = conn.execute(
-        sa.text("SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = :name"),
+        sa.text("SELECT pg_encoding_to_char(encoding), datcollate, datctype%s FROM pg_database WHERE datname = :name" % provider),
         {"name": target.dbname},
     ).first()
     statement = "CREATE DATABASE %s TEMPLATE template0" % _quote(conn, scratch)
+    if owner:
+        statement += " OWNER %s" % _quote(conn, owner)
     if row:
-        statement += " ENCODING %s LC_COLLATE %s LC_CTYPE %s" % tuple(_literal(value) for value in row)
-    conn.exec_driver_sql(statement)
+        statement += " ENCODING %s LC_COLLATE %s LC_CTYPE %s" % tuple(_literal(value) for value in row[:3])
+        statement += _locale_provider(row[3:])
+    _ddl(conn, statement)
+
+
+def _ddl(conn: Any, statement: str) -> None:
+    """One statement with literals in it: no_parameters, or the driver would read a '%' in them as a placeholder."""
+    conn.execution_options(no_parameters=True).exec_driver_sql(statement)
+
+
+def _locale_provider(row: Any) -> str:
+    """The LOCALE_PROVIDER clause of a database that does not use libc (PostgreSQL 15 on: icu; 17 on: builtin)."""
+    if not row or row[0] not in ("i", "b") or row[1] is None:
+        return ""
+    if row[0] == "i":
+        return " LOCALE_PROVIDER icu ICU_LOCALE %s" % _literal(row[1])
+    return " LOCALE_PROVIDER builtin BUILTIN_LOCALE %s" % _literal(row[1])
 
 
 def _literal(value: Any) -> str:
     return "'%s'" % str(value).replace("'", "''")
 
 
-def run_pg_restore(target: DbTarget, pg_restore: str, path: str, dbname: str) -> float:
-    """pg_restore a custom-format backup into the (new, empty) database dbname of the target's server; its seconds."""
+# -- what the application may do: owners, privileges, the database's own grants and settings ----------------------
+# pg_restore replays the dump's owners and privileges. What belongs to the database itself (its owner, GRANT ... ON
+# DATABASE, ALTER DATABASE / ALTER ROLE ... IN DATABASE ... SET, its comment and connection limit) is not among the
+# dump's objects: it is read from the original before anything is touched and copied onto the restored copy.
+Grant = tuple[str, str, bool]  # (grantee, '' for PUBLIC; privilege; with grant option)
+
+# Settings whose stored value is a list of quoted names (as pg_dump's variable_is_guc_list_quote knows them): each
+# element is given back as a literal of its own, or the whole list would become one name.
+LIST_SETTINGS = frozenset(
+    ("local_preload_libraries", "search_path", "session_preload_libraries", "shared_preload_libraries", "temp_tablespaces", "unix_socket_directories")
+)
+DATABASE_OWNER_ROLE = "pg_database_owner"  # owns schema public since PostgreSQL 15: whoever owns the database
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One ALTER DATABASE ... SET (role '') or ALTER ROLE <role> IN DATABASE ... SET of the original."""
+
+    role: str
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class DatabaseProperties:
+    """The original database's own properties, and how the restoring user may give them to the copy."""
+
+    user: str  # the restoring user (current_user)
+    owner: str
+    grants: frozenset[Grant]  # its ACL, the owner's default one spelled out when it has none
+    settings: tuple[Setting, ...]
+    comment: str | None
+    connection_limit: int
+    set_role: frozenset[str]  # roles whose settings are written as that role (the user is a member, nothing more)
+
+
+def dump_entries(pg_restore: str, path: str) -> list[str]:
+    """The backup's table of contents (pg_restore --list), one entry a line, in the archive's order."""
+    done = subprocess.run([pg_restore, "--list", path], capture_output=True, text=True, errors="replace", check=False)
+    if done.returncode != 0:
+        raise FleetError(
+            "pg_restore --list cannot read backup %s (%s): restore only db_backup's custom-format dumps."
+            % (path, " ".join(done.stderr.split())[:300] or "exit %d" % done.returncode)
+        )
+    return [line for line in done.stdout.splitlines() if line.strip() and not line.startswith(";")]
+
+
+def _entry_text(line: str) -> str:
+    """'TABLE public t2 owner2' of the entry '217; 1259 16397 TABLE public t2 owner2'."""
+    parts = line.split(" ", 3)
+    return parts[3] if len(parts) == 4 else ""
+
+
+def entry_owner(line: str, spaced_roles: list[str]) -> str | None:
+    """The owner an entry ends with; None when it has none (an extension). Names are not quoted in the listing, so a
+    role name with a space in it is recognised from the roles the server has."""
+    if line.endswith(" "):
+        return None
+    for role in sorted(spaced_roles, key=len, reverse=True):
+        if line.endswith(" " + role):
+            return role
+    return line.rsplit(" ", 1)[-1]
+
+
+# Entries that belong to an object of another entry (its data, privileges, comment): not named as what a role owns.
+_PARTS = ("TABLE DATA ", "ACL ", "COMMENT ", "SECURITY LABEL ", "SEQUENCE SET ", "SEQUENCE OWNED BY ")
+
+
+def dump_owners(entries: list[str], spaced_roles: list[str]) -> dict[str, list[str]]:
+    """Each owner the backup names, with the objects it owns ('TABLE public t2'; the entries of their parts only
+    when it owns nothing else)."""
+    owners: dict[str, list[str]] = {}
+    parts: dict[str, list[str]] = {}
+    for line in entries:
+        owner = entry_owner(line, spaced_roles)
+        if owner:
+            text = _entry_text(line)[: -len(owner)].strip()
+            (parts if text.startswith(_PARTS) else owners).setdefault(owner, []).append(text)
+    return {owner: owners.get(owner) or parts[owner] for owner in {*owners, *parts}}
+
+
+def restore_passes(entries: list[str]) -> list[list[str]]:
+    """The entries in the pg_restore runs that restore them with their owners: first the schemas with their
+    privileges, then the rest. pg_restore gives privileges only after every object and its owner, but a user who is
+    not a superuser can only make a role a table's owner when that role may create in the table's schema."""
+    schemas = {_entry_text(line)[len("SCHEMA - ") :] for line in entries if _entry_text(line).startswith("SCHEMA - ")}
+
+    def first(line: str) -> bool:
+        text = _entry_text(line)
+        if text.startswith("SCHEMA - "):
+            return True
+        schema = text[len("ACL - SCHEMA ") :] if text.startswith("ACL - SCHEMA ") else None
+        return schema is not None and (schema in schemas or schema.startswith("public "))  # public: made by CREATE DATABASE
+
+    early = [line for line in entries if first(line)]
+    if not any(_entry_text(line).startswith("ACL - ") for line in early):
+        return [entries]  # no schema privileges to give first: one run, as fast as a plain pg_restore
+    return [early, [line for line in entries if not first(line)]]
+
+
+def _role_facts(conn: Any, names: set[str], server_major: int | None) -> dict[str, tuple[bool, bool, bool]]:
+    """name -> (is superuser, the user may become it (SET ROLE, set it as owner), the user has its privileges)."""
+    if not names:
+        return {}
+    mode = "SET" if (server_major or 0) >= 16 else "MEMBER"  # 16 split SET from membership
+    rows = conn.execute(
+        sa.text(
+            "SELECT rolname, rolsuper, pg_has_role(current_user, oid, :mode), pg_has_role(current_user, oid, 'USAGE') FROM pg_roles WHERE rolname = ANY(:names)"
+        ),
+        {"mode": mode, "names": sorted(names)},
+    )
+    return {str(row[0]): (bool(row[1]), bool(row[2]), bool(row[3])) for row in rows}
+
+
+def database_grants(conn: Any, dbname: str) -> frozenset[Grant]:
+    rows = conn.execute(
+        sa.text(
+            "SELECT coalesce(r.rolname, ''), a.privilege_type, a.is_grantable FROM pg_database d"
+            " CROSS JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) AS a"
+            " LEFT JOIN pg_roles r ON r.oid = a.grantee WHERE d.datname = :name"
+        ),
+        {"name": dbname},
+    )
+    return frozenset((str(row[0]), str(row[1]), bool(row[2])) for row in rows)
+
+
+def _database_settings(conn: Any, dbname: str) -> tuple[Setting, ...]:
+    rows = conn.execute(
+        sa.text(
+            "SELECT coalesce(r.rolname, ''), s.setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase"
+            " LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE d.datname = :name ORDER BY 1"
+        ),
+        {"name": dbname},
+    )
+    settings = []
+    for role, config in rows:
+        for item in config or []:
+            name, _sep, value = str(item).partition("=")
+            settings.append(Setting(str(role), name, value))
+    return tuple(settings)
+
+
+def _superuser_only(target: DbTarget, maintenance_db: str, names: set[str], server_major: int | None) -> list[str]:
+    """The settings among names that only a superuser (from 15 also a holder of SET on it) may store: those the
+    server does not allow every user to set, and placeholders of modules it has not loaded. Asked from the
+    maintenance database, where the original's own settings define no placeholders."""
+    if not names:
+        return []
+    granted = " AND NOT has_parameter_privilege(n, 'SET')" if (server_major or 0) >= 15 else ""
+    engine = create_engine(target, dbname=maintenance_db)
+    try:
+        with _connect_maintenance(engine, target, maintenance_db) as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT n FROM unnest(CAST(:names AS text[])) AS n"
+                    " WHERE NOT EXISTS (SELECT 1 FROM pg_settings s WHERE lower(s.name) = lower(n) AND s.context = 'user')" + granted
+                ),
+                {"names": sorted(names)},
+            )
+            return sorted(str(row[0]) for row in rows)
+    finally:
+        engine.dispose()
+
+
+def _owner_problems(user: str, owners: dict[str, list[str]], facts: dict[str, tuple[bool, bool, bool]]) -> list[tuple[str, str]]:
+    problems = []
+    for owner, owned in sorted(owners.items()):
+        if owner in (user, DATABASE_OWNER_ROLE):  # pg_database_owner: the database's owner, checked on its own
+            continue
+        example = owned[0] + (" and %d more" % (len(owned) - 1) if len(owned) > 1 else "")
+        if owner not in facts:
+            problems.append(("objects owned by %s, which is no role on this server (%s)" % (owner, example), "CREATE ROLE %s" % _sql_name(owner)))
+        elif not facts[owner][1]:
+            problems.append(("objects owned by %s (%s)" % (owner, example), _grant_role(owner, user, facts)))
+    return problems
+
+
+def _grant_role(role: str, user: str, facts: dict[str, tuple[bool, bool, bool]]) -> str:
+    """'GRANT role TO user'; '' for a superuser role, whose membership would make the user one."""
+    return "" if facts.get(role, (False,))[0] else "GRANT %s TO %s" % (_sql_name(role), _sql_name(user))
+
+
+def _sql_name(name: str) -> str:
+    """name as it is written in SQL: quoted unless it is a plain lower-case identifier."""
+    return name if re.match(r"^[a-z_][a-z0-9_$]*$", name) else '"%s"' % name.replace('"', '""')
+
+
+def _settings_problems(
+    user: str, settings: tuple[Setting, ...], direct: set[str], facts: dict[str, tuple[bool, bool, bool]], superuser_only: list[str]
+) -> list[tuple[str, str]]:
+    problems = []
+    for role in sorted({s.role for s in settings if s.role and s.role not in direct}):
+        if not facts.get(role, (False, False, False))[1]:
+            problems.append(("the settings of ALTER ROLE %s IN DATABASE" % role, _grant_role(role, user, facts)))
+    if superuser_only:
+        names = ", ".join(superuser_only)
+        problems.append(("the superuser-only setting %s" % names, "GRANT SET ON PARAMETER %s TO %s" % (names, _sql_name(user))))
+    return problems
+
+
+def _direct_writers(user: str, superuser: bool, createrole: bool, facts: dict[str, tuple[bool, bool, bool]], server_major: int | None) -> set[str]:
+    """Roles whose ALTER ROLE ... IN DATABASE the user may write as itself; the others only as the role (SET ROLE)."""
+    if superuser:
+        return {user} | set(facts)
+    if createrole and (server_major or 0) < 16:  # from 16 CREATEROLE needs ADMIN OPTION on the role as well
+        return {user} | {role for role, (is_super, _set, _usage) in facts.items() if not is_super}
+    return {user}
+
+
+def check_access(target: DbTarget, step: Plan, maintenance_db: str) -> DatabaseProperties:
+    """Read the original's own properties and refuse, before anything is touched, a restore whose owners, database
+    owner or settings the restoring user may not give to the copy. Writes nothing."""
+    engine = create_engine(target)
+    try:
+        with connect(engine, target) as conn:
+            user, owner, limit, comment, superuser, createrole = conn.execute(
+                sa.text(
+                    "SELECT current_user, pg_get_userbyid(d.datdba), d.datconnlimit, shobj_description(d.oid, 'pg_database'), me.rolsuper,"
+                    " me.rolcreaterole FROM pg_database d, pg_roles me WHERE d.datname = current_database() AND me.rolname = current_user"
+                )
+            ).one()
+            spaced = [str(row[0]) for row in conn.execute(sa.text("SELECT rolname FROM pg_roles WHERE rolname LIKE '% %'"))]
+            owners = dump_owners(step.entries, spaced)
+            settings = _database_settings(conn, target.dbname)
+            facts = _role_facts(conn, set(owners) | {s.role for s in settings if s.role} | {owner}, step.server_major)
+            grants = database_grants(conn, target.dbname)
+        # A superuser role's own settings are written as that role, which then is a superuser: no parameter is out of reach.
+        ours = {s.name for s in settings if not (s.role and facts.get(s.role, (False,))[0])}
+        superuser_only = [] if superuser else _superuser_only(target, maintenance_db, ours, step.server_major)
+    except sa.exc.DBAPIError as exc:
+        raise FleetError("reading the owners, grants and settings of %s failed (%s): nothing was restored." % (target.label, _db_detail(exc, target))) from None
+    finally:
+        engine.dispose()
+    direct = _direct_writers(user, superuser, createrole, facts, step.server_major)
+    problems = []
+    if owner != user and not (facts.get(owner, (False, False, False))[1] and facts[owner][2]):
+        problems.append(("the database's owner %s" % owner, _grant_role(owner, user, facts)))
+    problems += _owner_problems(user, owners, facts)
+    problems += _settings_problems(user, settings, direct, facts, superuser_only)
+    if problems:
+        fixes = ", ".join(dict.fromkeys(fix for _, fix in problems if fix))
+        raise FleetError(
+            "restoring %s into %s needs rights %s lacks to give the copy what the original has: %s; %s; nothing was touched."
+            % (step.path, target.label, user, "; ".join(p for p, _ in problems), fixes + ", or restore as a superuser" if fixes else "restore as a superuser")
+        )
+    return DatabaseProperties(
+        user=str(user),
+        owner=str(owner),
+        grants=grants,
+        settings=settings,
+        comment=comment,
+        connection_limit=int(limit),
+        set_role=frozenset(s.role for s in settings if s.role and s.role not in direct),
+    )
+
+
+def _grant_statements(conn: Any, dbname: str, want: frozenset[Grant], have: frozenset[Grant]) -> list[str]:
+    """REVOKE and GRANT ... ON DATABASE dbname that turn the privileges it has into the ones wanted."""
+    database = "DATABASE %s" % _quote(conn, dbname)
+    wanted = {(grantee, privilege): option for grantee, privilege, option in want}
+    present = {(grantee, privilege): option for grantee, privilege, option in have}
+
+    def who(grantee: str) -> str:
+        return _quote(conn, grantee) if grantee else "PUBLIC"
+
+    statements = []
+    for (grantee, privilege), option in sorted(present.items()):
+        if (grantee, privilege) not in wanted:
+            statements.append("REVOKE %s ON %s FROM %s" % (privilege, database, who(grantee)))
+        elif option and not wanted[(grantee, privilege)]:
+            statements.append("REVOKE GRANT OPTION FOR %s ON %s FROM %s" % (privilege, database, who(grantee)))
+    for (grantee, privilege), option in sorted(wanted.items()):
+        if present.get((grantee, privilege)) is None or (option and not present[(grantee, privilege)]):
+            statements.append("GRANT %s ON %s TO %s%s" % (privilege, database, who(grantee), " WITH GRANT OPTION" if option else ""))
+    return statements
+
+
+def carry_grants(conn: Any, dbname: str, properties: DatabaseProperties) -> int:
+    """The original's GRANT ... ON DATABASE, comment and connection limit on the copy (before pg_restore: a schema's
+    owner needs CREATE on the database); the number of GRANT and REVOKE statements."""
+    grants = _grant_statements(conn, dbname, properties.grants, database_grants(conn, dbname))
+    statements = list(grants)
+    if properties.comment is not None:
+        statements.append("COMMENT ON DATABASE %s IS %s" % (_quote(conn, dbname), _literal(properties.comment)))
+    if properties.connection_limit != -1:
+        statements.append("ALTER DATABASE %s CONNECTION LIMIT %d" % (_quote(conn, dbname), properties.connection_limit))
+    for statement in statements:
+        _ddl(conn, statement)
+    return len(grants)
+
+
+def guc_list(value: str) -> list[str]:
+    """The elements of a list setting as the server stores it ('"$user", public'): quoted names or bare words."""
+    items: list[str] = []
+    rest = value.strip()
+    while rest:
+        match = re.match(r'"((?:[^"]|"")*)"\s*(?:,\s*|$)', rest) if rest.startswith('"') else re.match(r"([^,]*?)\s*(?:,\s*|$)", rest)
+        if match is None:  # not a list as the server writes one: give it back whole
+            return [value]
+        items.append(match.group(1).replace('""', '"'))
+        rest = rest[match.end() :]
+    return items
+
+
+def setting_statement(conn: Any, dbname: str, setting: Setting) -> str:
+    where = "DATABASE %s" % _quote(conn, dbname)
+    if setting.role:
+        where = "ROLE %s IN %s" % (_quote(conn, setting.role), where)
+    if setting.name.lower() in LIST_SETTINGS:
+        value = ", ".join(_literal(item) for item in guc_list(setting.value)) or "''"
+    else:
+        value = _literal(setting.value)
+    return "ALTER %s SET %s TO %s" % (where, _quote(conn, setting.name), value)
+
+
+def carry_settings(conn: Any, dbname: str, properties: DatabaseProperties) -> None:
+    """The original's ALTER DATABASE / ALTER ROLE ... IN DATABASE ... SET on the copy. Last before the swap: they
+    would apply to our own sessions on the copy too (a search_path, a statement_timeout)."""
+    for setting in properties.settings:
+        as_role = setting.role in properties.set_role
+        if as_role:  # a role's own defaults may be changed by the role itself, so by a member through SET ROLE
+            _ddl(conn, "SET ROLE %s" % _quote(conn, setting.role))
+        try:
+            _ddl(conn, setting_statement(conn, dbname, setting))
+        finally:
+            if as_role:
+                _ddl(conn, "RESET ROLE")
+
+
+def run_pg_restore(target: DbTarget, pg_restore: str, path: str, dbname: str, *, passes: list[list[str]] | None) -> float:
+    """pg_restore a custom-format backup into the (new, empty) database dbname of the target's server; its seconds.
+
+    passes: the backup's entries, one list for each pg_restore run, restored with their owners and privileges
+    (restore_passes); None: one run without owners and privileges (everything owned by the user: a drill's copy)."""
+    if passes is None:
+        return _pg_restore(target, [pg_restore, "--no-owner", "--no-privileges"], path, dbname)
+    seconds = 0.0
+    with tempfile.TemporaryDirectory(prefix="fleet-restore-") as directory:
+        for number, entries in enumerate(passes):
+            listing = os.path.join(directory, "pass%d.list" % number)
+            with open(listing, "w") as handle:
+                handle.write("".join(line + "\n" for line in entries))
+            seconds += _pg_restore(target, [pg_restore, "--use-list=%s" % listing], path, dbname)
+    return round(seconds, 3)
+
+
+def _pg_restore(target: DbTarget, command: list[str], path: str, dbname: str) -> float:
     argv = [
-        pg_restore,
-        "--no-owner",
-        "--no-privileges",
+        *command,
         "--exit-on-error",
         "--single-transaction",
         "--no-password",
@@ -488,8 +861,16 @@ def _settle_replaced(admin: Any, step: Plan, replaced: str, entry_id: str, keep:
         )
 
 
+def _carry(copy: Callable[[Any, str, DatabaseProperties], T], admin: Any, scratch: str, properties: DatabaseProperties, what: str, target: DbTarget) -> T:
+    try:
+        return copy(admin, scratch, properties)
+    except sa.exc.DBAPIError as exc:
+        raise FleetError("giving the restored copy the original database's %s failed (%s)" % (what, _db_detail(exc, target))) from None
+
+
 def _restore_postgresql(params: dict[str, Any], step: Plan, result: dict[str, Any]) -> None:
     target = step.target
+    properties = cast(DatabaseProperties, step.properties)  # plan() read them for every PostgreSQL restore
     maintenance = create_engine(target, dbname=params.get("maintenance_db") or "postgres").execution_options(isolation_level="AUTOCOMMIT")
     scratch = side_name(target.dbname, "restore")
     replaced = side_name(target.dbname, "replaced")
@@ -504,12 +885,20 @@ def _restore_postgresql(params: dict[str, Any], step: Plan, result: dict[str, An
         created = False
         try:
             try:
-                create_scratch(admin, target, scratch)
+                create_scratch(admin, target, scratch, owner=properties.owner if properties.owner != properties.user else None)
                 created = True
             except sa.exc.DBAPIError as exc:
                 raise FleetError("creating the scratch database %s failed (%s): the user needs CREATEDB" % (scratch, _db_detail(exc, target))) from None
-            result["pg_restore_seconds"] = run_pg_restore(target, str(step.pg_restore), step.path, scratch)
+            grants = _carry(carry_grants, admin, scratch, properties, "grants, comment and connection limit", target)
+            result["pg_restore_seconds"] = run_pg_restore(target, str(step.pg_restore), step.path, scratch, passes=restore_passes(step.entries))
             result["ledger_rows_copied"] = _finish_in_copy(target, create_engine(target, dbname=scratch), step, entry_id)
+            _carry(carry_settings, admin, scratch, properties, "settings", target)
+            result["database_properties"] = {
+                "owner": properties.owner,
+                "grant_statements": grants,
+                "settings": len(properties.settings),
+                "comment": properties.comment is not None,
+            }
             try:
                 _swap(admin, step, scratch, replaced)
             except sa.exc.DBAPIError as exc:

@@ -207,6 +207,9 @@ def test_refusals_touch_nothing(fresh_pg: list[PgCluster], tmp_path: Path) -> No
     Path(str(no_manifest) + ".manifest.json").unlink()
     sqlite_labelled = copy_backup(path, tmp_path / "dialect")
     edit_manifest(sqlite_labelled, dialect="sqlite")
+    garbage = copy_backup(path, tmp_path / "garbage")  # no dump at all, with a manifest that matches it
+    garbage.write_bytes(b"this is not a pg_dump archive\n" * 100)
+    edit_manifest(garbage, size=garbage.stat().st_size, sha256=hashlib.sha256(garbage.read_bytes()).hexdigest())
 
     cases: list[tuple[dict[str, Any], tuple[str, ...]]] = [
         (restore_args(db1, damaged), ("damaged", "do not restore it")),
@@ -215,6 +218,7 @@ def test_refusals_touch_nothing(fresh_pg: list[PgCluster], tmp_path: Path) -> No
         (restore_args(db1, tmp_path / "nowhere" / path.name), ("does not exist", "check path")),
         (restore_args(db1, no_manifest), ("has no manifest", "db_backup")),
         (restore_args(db1, sqlite_labelled), ("sqlite backup", "postgresql database")),
+        (restore_args(db1, garbage), ("pg_restore --list cannot read backup", "custom-format")),
         ({**restore_args(db1, path), **conn_args(db1, "no_such_db")}, ("'no_such_db' does not exist", "only replaces an existing database")),
         (restore_args(db1, path, undo_entry_id="f" * 32), ("undo_entry_id", "not in the ledger")),
         (restore_args(db1, path, maintenance_db="no_such_maintenance"), ("maintenance database 'no_such_maintenance'", "set maintenance_db")),
@@ -233,17 +237,17 @@ def test_a_failing_restore_leaves_the_original_untouched_and_records_the_failure
     db1.execute("INSERT INTO companies (ticker, company_name) VALUES ('LATE', 'Late Inc')", dbname="equities")
     before = pg_state(db1)
 
-    # a file that is not a dump, with a manifest that matches it: pg_restore itself fails
-    garbage = tmp_path / "garbage" / ("20260101T000000Z_%s.dump" % MID)
-    garbage.parent.mkdir()
-    garbage.write_bytes(b"this is not a pg_dump archive\n" * 100)
-    manifest = {**backup["manifest"], "file": garbage.name, "size": garbage.stat().st_size, "sha256": hashlib.sha256(garbage.read_bytes()).hexdigest()}
-    Path(str(garbage) + ".manifest.json").write_text(json.dumps(manifest))
+    # a dump cut short (its table of contents whole, the data of its last table cut off), with a manifest that
+    # matches it: pg_restore itself fails half-way. (A file that is no dump at all is refused before anything is
+    # touched: see test_refusals_touch_nothing.)
+    truncated = copy_backup(backup["path"], tmp_path / "truncated")
+    truncated.write_bytes(truncated.read_bytes()[:-100])
+    edit_manifest(truncated, size=truncated.stat().st_size, sha256=hashlib.sha256(truncated.read_bytes()).hexdigest())
     # a real dump whose manifest claims another revision: the check after pg_restore fails
     mislabelled = copy_backup(backup["path"], tmp_path / "mislabelled")
     edit_manifest(mislabelled, revision=HEAD)
 
-    for path, phrases in ((garbage, ("pg_restore", "failed")), (mislabelled, ("the restored copy is at %s" % MID, "manifest's revision %s" % HEAD))):
+    for path, phrases in ((truncated, ("pg_restore", "failed")), (mislabelled, ("the restored copy is at %s" % MID, "manifest's revision %s" % HEAD))):
         run, result = call(fresh_pg, "db_restore", restore_args(db1, path))
         fails_with(result, run.rc, *phrases, "untouched")
         assert side_databases(db1) == [], "the scratch database was left behind"
