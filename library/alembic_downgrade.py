@@ -62,6 +62,8 @@ options:
       compress_level: {description: M(db_backup) O(db_backup#module:compress_level)., type: int, default: 1}
       pg_bin_dir: {description: M(db_backup) O(db_backup#module:pg_bin_dir)., type: path}
       count_tables: {description: M(db_backup) O(db_backup#module:count_tables)., type: int, default: 10}
+      lock_wait_timeout: {description: M(db_backup) O(db_backup#module:lock_wait_timeout)., type: float, default: 5}
+      version_table: {description: M(db_backup) O(db_backup#module:version_table)., type: str, default: alembic_version}
       keep_last: {description: M(db_backup) O(db_backup#module:keep_last)., type: int}
       keep_days: {description: M(db_backup) O(db_backup#module:keep_days)., type: float, default: 0}
       protect: {description: M(db_backup) O(db_backup#module:protect)., type: list, elements: path, default: []}

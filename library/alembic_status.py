@@ -322,6 +322,10 @@ backup:
     size: {description: Size of the file in bytes., type: int}
     sha256: {description: SHA-256 recorded in the manifest (not verified here)., type: str}
     revision: {description: Revision the database was at, from the manifest., type: str}
+    orphan_partials:
+      description: Temp files of killed backups in the directory (C(path), C(pid), C(bytes), C(modified_at)); the next backup and retention remove them.
+      type: list
+      elements: dict
 backup_note:
   description: Why O(backup_dir) could not be read.
   returned: when O(backup_dir) cannot be listed

@@ -20,7 +20,10 @@ options:
     type: str
     default: head
   expected_heads:
-    description: The project's heads when it deliberately has several branches. By default exactly one head is required.
+    description:
+      - The project's heads when it deliberately has several branches. By default exactly one head is required when
+        O(revision=head); with another O(revision) the database's revisions are checked and the number of heads is
+        not judged.
     type: list
     elements: str
   compare_schema:

@@ -6,14 +6,21 @@ DOCUMENTATION = r"""
 module: db_backup
 short_description: Take a verified backup of a PostgreSQL or SQLite database
 description:
-  - PostgreSQL - runs C(pg_dump --format=custom) (readable by plain C(pg_restore)) with an argument list; the
-    password reaches it only through a private 0600 C(PGPASSFILE) that is removed afterwards. The C(pg_dump) matching
-    the server's major version is preferred.
+  - PostgreSQL - runs C(pg_dump --format=custom) (readable by plain C(pg_restore)) with an argument list. The URL's
+    whole connection description (host or unix-socket directory, port, user, database, C(sslmode), C(sslrootcert),
+    C(sslcert), C(sslkey) and the other libpq options it allows) reaches it as one quoted connection string; the
+    password only through a 0600 C(PGPASSFILE) that exists in memory only (an anonymous file), so not even a killed
+    run leaves it on disk. The C(pg_dump) matching the server's major version is preferred.
+  - C(pg_dump) waits at most O(lock_wait_timeout) for its table locks; when a session holds one longer, the
+    backup fails naming that session (pid, user, query, since when) and writes nothing.
   - SQLite - copies the database with the C(sqlite3) online backup API, safe while the application writes.
   - The backup is written to a temporary file beside its destination, checked (C(pg_restore --list) reads it /
     C(PRAGMA integrity_check) says ok), hashed with SHA-256 and moved into place as
     C(<backup_root>/<environment>/<host>/<name>/<UTC timestamp>_<revision>.dump|.sqlite3), mode 0600 in 0700
     directories, with a JSON manifest beside it (C(<file>.manifest.json)). A failed backup leaves no file behind.
+  - The temporary file is named after the module's process (C(.<file>.pid<N>.<random>.partial)). A killed run
+    leaves it behind; the next backup into the directory removes every such file whose process is gone (and any
+    older, pid-less one untouched for an hour), and says so in RV(removed_partials).
   - Every run writes a new backup, so C(changed) is always true; in check mode nothing is written.
 version_added: "0.1.0"
 extends_documentation_fragment: [fleet.connection]
@@ -35,9 +42,23 @@ options:
     type: str
     required: true
   revision:
-    description: Alembic revision the database is at, recorded in the file name and the manifest. Empty for an unversioned database.
+    description:
+      - Alembic revision the database is at, recorded in the file name and the manifest. Empty for an unversioned
+        database.
+      - Unset - read from the database's O(version_table), in the very snapshot the backup holds (several heads are
+        joined with C(+)); C(base) when the table is missing or empty.
     type: str
-    default: ""
+  version_table:
+    description: Alembic's version table, read when O(revision) is unset.
+    type: str
+    default: alembic_version
+  lock_wait_timeout:
+    description:
+      - Seconds C(pg_dump) (and the row counts) may wait for a table lock held by another session, for example a
+        migration's C(ACCESS EXCLUSIVE) lock. Past it the backup fails naming the session that holds it. Use the
+        environment's lock_timeout policy. V(0) waits as long as it takes. Ignored for SQLite.
+    type: float
+    default: 5
   compress_level:
     description:
       - C(pg_dump) compression level, 0 (none) to 9. The default 1 costs a fraction of the CPU of
@@ -121,8 +142,15 @@ manifest:
     tables:
       - {schema: public, table: daily_ohlcv, rows: 20000, bytes: 2818048}
       - {schema: public, table: companies, rows: 2, bytes: 49152}
+removed_partials:
+  description: Temporary files of killed backups (their process is gone) removed from the directory before this backup.
+  returned: when there were any
+  type: list
+  elements: str
 retention:
-  description: What retention deleted (C(deleted)) and kept (C(kept)), or in check mode would delete (C(would_delete)).
+  description:
+    - What retention deleted (C(deleted)) and kept (C(kept)), or in check mode would delete (C(would_delete)).
+    - C(deleted_partials) - the temporary files of killed backups it removed.
   returned: when O(keep_last) is set
   type: dict
 duration:
@@ -143,7 +171,7 @@ def main() -> None:
         argument_spec=argument_spec(
             CONNECTION_ARGUMENT_SPEC,
             BACKUP_OPTIONS,
-            revision=dict(type="str", default=""),
+            revision=dict(type="str"),
         ),
         supports_check_mode=True,
     )

@@ -1,12 +1,16 @@
 # -*- coding: utf-8 -*-
 # Verified backups: PostgreSQL with pg_dump's custom format (argument lists,
-# password only in a private PGPASSFILE), SQLite with the online backup API.
+# the URL's whole connection description as one quoted conninfo, the password
+# only in an in-memory PGPASSFILE, lock waits bounded), SQLite with the online
+# backup API.
 # Each is written to a temp file beside its destination, checked (pg_restore
 # --list / PRAGMA integrity_check), hashed, then moved into place as 0600 in
 # 0700 directories with a JSON manifest next to it. The manifest also holds the
 # exact row counts of the largest tables, taken in the dump's own snapshot
 # (PostgreSQL: an exported snapshot pg_dump imports; SQLite: the copy itself),
-# which a restore drill compares with the restored copy.
+# which a restore drill compares with the restored copy. Temporary files carry
+# the writing process's pid in their name (.<file>.pid<N>.<random>.partial):
+# the next run, retention and status know which ones a killed run left.
 from __future__ import annotations
 
 import glob
@@ -19,21 +23,26 @@ import sqlite3
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ansible.module_utils.fleet_common import (
     DbTarget,
     FleetError,
+    conninfo,
+    libpq_params,
     parse_target,
+    plain_table_name,
     private_passfile,
     scrub,
 )
-from ansible.module_utils.fleet_retention import NEWEST, apply_retention, plan_retention
+from ansible.module_utils.fleet_retention import NEWEST, apply_retention, partial_files, plan_retention, stale_partials
 
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = 1  # 'tables' (row counts) was added later and is optional: older manifests lack it
 DEFAULT_COUNT_TABLES = 10
+DEFAULT_LOCK_WAIT_TIMEOUT = 5.0  # seconds, the role's default lock_timeout
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
 
 
@@ -124,15 +133,7 @@ def pg_connect(target: DbTarget, app_name: str = "alembic-fleet-backup") -> Any:
     """A psycopg2 connection (password in memory only), and a readable failure when unreachable."""
     import psycopg2  # only the backup of PostgreSQL needs it
 
-    kwargs: dict[str, Any] = {
-        "host": target.host or "localhost",
-        "port": target.port or 5432,
-        "dbname": target.dbname,
-        "connect_timeout": target.connect_timeout,
-        "application_name": app_name,
-    }
-    if target.user:
-        kwargs["user"] = target.user
+    kwargs: dict[str, Any] = libpq_params(target, application_name=app_name)
     if target.password:
         kwargs["password"] = target.password
     try:
@@ -170,8 +171,9 @@ LARGEST_TABLES_SQL = (
 )
 
 
-def _count_pg_tables(target: DbTarget, snapshot: str, limit: int) -> list[dict[str, Any]]:
+def _count_pg_tables(target: DbTarget, snapshot: str, limit: int, lock_wait: float = 0) -> list[dict[str, Any]]:
     """Exact row counts of the `limit` largest tables, in the exported snapshot the dump also reads."""
+    import psycopg2
     from psycopg2 import sql
 
     conn = pg_connect(target)
@@ -180,9 +182,16 @@ def _count_pg_tables(target: DbTarget, snapshot: str, limit: int) -> list[dict[s
         tables: list[dict[str, Any]] = []
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+            if lock_wait:  # a count waits behind an ACCESS EXCLUSIVE lock like pg_dump: no longer than it
+                cur.execute("SET LOCAL lock_timeout = %s", ("%dms" % round(lock_wait * 1000),))
             cur.execute(LARGEST_TABLES_SQL, (limit,))
             for schema, table, size in cur.fetchall():
-                cur.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
+                try:
+                    cur.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
+                except psycopg2.Error as exc:
+                    if exc.pgcode == LOCK_NOT_AVAILABLE:
+                        raise _lock_wait_error(target, lock_wait, "%s.%s" % (_ident(schema), _ident(table))) from None
+                    raise
                 tables.append({"schema": schema, "table": table, "rows": int(cur.fetchone()[0]), "bytes": int(size)})
         conn.rollback()  # read only; ends the transaction and its table locks now, not when pg_dump is done
     finally:
@@ -190,8 +199,10 @@ def _count_pg_tables(target: DbTarget, snapshot: str, limit: int) -> list[dict[s
     return tables
 
 
-def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_dir: str | None, server: tuple[str, int], count_tables: int) -> dict[str, Any]:
+def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_dir: str | None, server: tuple[str, int], policy: DumpPolicy) -> dict[str, Any]:
     import psycopg2  # only the backup of PostgreSQL needs it
+
+    count_tables, lock_wait = policy.count_tables, policy.lock_wait_timeout
 
     server_version, server_major = server
     pg_dump = find_pg_binary("pg_dump", server_major, bin_dir)
@@ -208,17 +219,20 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
         "--compress=%d" % compress_level,
         "--file=%s" % temp_path,
         "--no-password",
-        "--host=%s" % (target.host or "localhost"),
-        "--port=%d" % (target.port or 5432),
-        "--dbname=%s" % target.dbname,
+        # One conninfo: a socket directory, sslmode and the other URL options reach pg_dump, and a database
+        # name holding '=' stays a name. It holds no password.
+        "--dbname=%s" % conninfo(libpq_params(target, application_name="alembic-fleet-backup")),
     ]
-    if target.user:
-        argv.append("--username=%s" % target.user)
+    if lock_wait:
+        argv.append("--lock-wait-timeout=%dms" % round(lock_wait * 1000))
     tables: list[dict[str, Any]] | None = None
+    revision: str | None = None
     # Row counts and dump from one snapshot: a REPEATABLE READ transaction exports it and stays open (touching
     # no table) until pg_dump is done; pg_dump (--snapshot) and a second transaction that counts import it. The
     # exporter holds no table locks while it waits for pg_dump, so no lock wait can hide behind that wait.
-    exporter = pg_connect(target) if count_tables > 0 else None
+    # The revision, when not given, is read in that same snapshot too: the one the dump holds. (Its ACCESS SHARE
+    # lock on the version table is one pg_dump takes on every table anyway.)
+    exporter = pg_connect(target) if count_tables > 0 or policy.version_table else None
     try:
         snapshot = None
         if exporter is not None:
@@ -226,6 +240,8 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
             with exporter.cursor() as cur:
                 cur.execute("SELECT pg_export_snapshot()")
                 snapshot = str(cur.fetchone()[0])
+                if policy.version_table:
+                    revision = _read_pg_revision(cur, policy.version_table, lock_wait)
             argv.append("--snapshot=%s" % snapshot)
         with private_passfile(target.password) as passfile:
             dump_started = time.monotonic()
@@ -233,8 +249,8 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
                 argv, env=pg_environment(target, passfile), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
             )
             try:
-                if snapshot is not None:
-                    tables = _count_pg_tables(target, snapshot, count_tables)  # a full scan of each, beside pg_dump's own
+                if snapshot is not None and count_tables > 0:
+                    tables = _count_pg_tables(target, snapshot, count_tables, lock_wait)  # a full scan of each, beside pg_dump's own
             except BaseException:
                 dump.kill()
                 dump.communicate()
@@ -242,6 +258,8 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
             _, stderr = dump.communicate()
             dump_seconds = round(time.monotonic() - dump_started, 3)
     except psycopg2.Error as exc:
+        if getattr(exc, "pgcode", None) == LOCK_NOT_AVAILABLE:
+            raise _lock_wait_error(target, lock_wait, policy.version_table) from None
         raise FleetError(
             "counting the rows of the largest tables of %s for the manifest failed (%s); "
             "no backup was written. Set count_tables to 0 to back up without counts." % (target.label, scrub(" ".join(str(exc).split())[:300], target.password))
@@ -250,6 +268,9 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
         if exporter is not None:
             exporter.close()
     if dump.returncode != 0:
+        locked = _lock_wait_table(stderr)
+        if locked is not None:
+            raise _lock_wait_error(target, lock_wait, locked)
         raise FleetError(
             "pg_dump of %s failed (exit %d): %s; no backup was written."
             % (target.label, dump.returncode, scrub(" ".join(stderr.split())[:400], target.password))
@@ -272,7 +293,110 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
     }
     if tables is not None:
         facts["tables"] = tables
+    if policy.version_table:
+        facts["revision"] = revision
     return facts
+
+
+@dataclass(frozen=True)
+class DumpPolicy:
+    """How a dump runs besides where it goes: counts to take, how long to wait for a lock, where the revision is."""
+
+    count_tables: int
+    lock_wait_timeout: float  # seconds; 0 waits as long as it takes
+    version_table: str | None  # read the revision from it; None when the caller gave the revision
+
+
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout
+_LOCK_STATEMENT = re.compile(r"LOCK TABLE (?:ONLY )?(\S+) IN ACCESS SHARE MODE", re.I)
+
+
+def _lock_wait_table(stderr: str) -> str | None:
+    """The table pg_dump gave up waiting for (its --lock-wait-timeout), from its messages; None for other failures."""
+    text = " ".join(stderr.split())
+    if "timeout" not in text.lower():
+        return None
+    match = _LOCK_STATEMENT.search(text)
+    return match.group(1) if match else None
+
+
+def _ident(name: str) -> str:
+    """A name as PostgreSQL prints it: quoted only when it must be."""
+    return name if re.match(r"^[a-z_][a-z0-9_$]*$", name) else '"%s"' % name.replace('"', '""')
+
+
+def _read_pg_revision(cur: Any, version_table: str, lock_wait: float) -> str | None:
+    """The heads in the version table ('a+b' for several), None when the table is absent or empty."""
+    if lock_wait:
+        cur.execute("SET LOCAL lock_timeout = %s", ("%dms" % round(lock_wait * 1000),))
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (version_table,))
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute("SELECT version_num FROM %s ORDER BY version_num" % version_table)
+    heads = [str(row[0]) for row in cur.fetchall()]
+    return "+".join(heads) or None
+
+
+# Who holds an ACCESS EXCLUSIVE lock (the only mode that blocks pg_dump's ACCESS SHARE) on a table of this
+# database, and since when: the oldest transaction first. Another user's query and times are visible only to
+# superusers and members of pg_read_all_stats; pid, user, application and the table always are.
+BLOCKER_SQL = (
+    "SELECT l.relation::regclass::text, a.pid, a.usename, a.application_name, a.state, left(a.query, 200), "
+    "to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), extract(epoch from now() - a.xact_start)::int "
+    "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.granted AND l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND a.pid <> pg_backend_pid() "
+    "AND (%(table)s::text IS NULL OR l.relation = to_regclass(%(table)s::text)) "
+    "ORDER BY a.xact_start NULLS LAST, l.relation LIMIT 1"
+)
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    table: str
+    pid: int
+    user: str | None
+    application: str | None
+    state: str | None  # None: not visible to the backup's user
+    query: str | None
+    since: str | None  # UTC, when its transaction began
+    seconds: int | None
+
+    def describe(self) -> str:
+        who = "pid %d (user %s, application %s)" % (self.pid, self.user or "?", self.application or "-")
+        if self.state is None or self.query is None or self.query.startswith("<insufficient privilege>"):
+            return "%s, whose query the backup's user may not see (grant it pg_read_all_stats to see it)" % who
+        query = " ".join(self.query.split())
+        doing = "running '%s'" % query if self.state == "active" else "%s after '%s'" % (self.state, query)
+        return "%s %s, in a transaction since %s (%s s)" % (who, doing, self.since, self.seconds)
+
+
+def find_lock_holder(target: DbTarget, table: str | None) -> LockHolder | None:
+    """The session holding an ACCESS EXCLUSIVE lock on table (any table when None); None when there is none now."""
+    try:
+        conn = pg_connect(target, "alembic-fleet-backup-probe")
+    except FleetError:
+        return None
+    try:
+        with conn.cursor() as cur:
+            cur.execute(BLOCKER_SQL, {"table": table})
+            row = cur.fetchone()
+    except Exception:  # the description is a courtesy: never hide the lock failure behind another
+        row = None
+    finally:
+        conn.close()
+    return LockHolder(*row) if row is not None else None
+
+
+def _lock_wait_error(target: DbTarget, lock_wait: float, table: str | None) -> FleetError:
+    holder = find_lock_holder(target, table)
+    table = table or (holder.table if holder else None)
+    what = "table %s" % table if table else "a table"
+    held = ("held by %s" % holder.describe()) if holder else "whose holder has let go since"
+    return FleetError(
+        "the backup of %s gave up after waiting %g s (lock_wait_timeout) for a lock on %s, %s; no backup was written. "
+        "Take the backup again once that session is done (or end it), or raise lock_wait_timeout." % (target.label, lock_wait, what, held)
+    )
 
 
 # -- SQLite -----------------------------------------------------------------------
@@ -301,7 +425,7 @@ def _count_sqlite_tables(path: str, limit: int) -> list[dict[str, Any]]:
     return [{"table": name, "rows": rows} for rows, name in counts[:limit]]
 
 
-def _copy_sqlite(target: DbTarget, temp_path: str, count_tables: int) -> dict[str, Any]:
+def _copy_sqlite(target: DbTarget, temp_path: str, policy: DumpPolicy) -> dict[str, Any]:
     try:
         sqlite_copy("file:%s?mode=ro" % target.dbname, temp_path, target.connect_timeout)
     except sqlite3.Error as exc:
@@ -315,10 +439,24 @@ def _copy_sqlite(target: DbTarget, temp_path: str, count_tables: int) -> dict[st
     if verdict != "ok":
         raise FleetError("the SQLite copy of %s fails PRAGMA integrity_check (%s); no backup was kept." % (target.dbname, verdict))
     facts: dict[str, Any] = {"dump_format": "sqlite", "server_version": "SQLite %s" % version}
-    if count_tables > 0:
+    if policy.count_tables > 0:
         # Counted in the copy itself: exactly what the backup holds.
-        facts["tables"] = _count_sqlite_tables(temp_path, count_tables)
+        facts["tables"] = _count_sqlite_tables(temp_path, policy.count_tables)
+    if policy.version_table:
+        facts["revision"] = _read_sqlite_revision(temp_path, policy.version_table)
     return facts
+
+
+def _read_sqlite_revision(path: str, version_table: str) -> str | None:
+    """The heads the copy's version table holds ('a+b' for several), None when it has none."""
+    conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (version_table,)).fetchone() is None:
+            return None
+        heads = sorted(str(row[0]) for row in conn.execute('SELECT version_num FROM "%s"' % version_table))
+    finally:
+        conn.close()
+    return "+".join(heads) or None
 
 
 # -- the operation ----------------------------------------------------------------
@@ -331,6 +469,8 @@ BACKUP_OPTIONS: dict[str, dict[str, Any]] = {
     "compress_level": dict(type="int", default=1),
     "pg_bin_dir": dict(type="path"),
     "count_tables": dict(type="int", default=DEFAULT_COUNT_TABLES),
+    "lock_wait_timeout": dict(type="float", default=DEFAULT_LOCK_WAIT_TIMEOUT),
+    "version_table": dict(type="str", default="alembic_version"),
     "keep_last": dict(type="int"),
     "keep_days": dict(type="float", default=0),
     "protect": dict(type="list", elements="path", default=[]),
@@ -354,6 +494,10 @@ def check_backup_options(params: dict[str, Any]) -> tuple[str, int, int]:
         count_tables = DEFAULT_COUNT_TABLES
     if count_tables < 0:
         raise FleetError("count_tables %d is not allowed: give how many of the largest tables to count (0 counts none)." % count_tables)
+    lock_wait = params.get("lock_wait_timeout")
+    if lock_wait is not None and not 0 <= lock_wait < 86400:
+        raise FleetError("lock_wait_timeout %s is not allowed: give the seconds a backup may wait for a table lock (0 waits as long as it takes)." % lock_wait)
+    plain_table_name(params.get("version_table") or "alembic_version", "version_table")
     return backup_directory(params["backup_root"], params["environment"], params["host"], params["name"]), level, count_tables
 
 
@@ -361,8 +505,16 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     started = time.monotonic()
     target = parse_target(params["url"], params.get("password"), params.get("connect_timeout") or 10)
     directory, level, count_tables = check_backup_options(params)
+    # None (not given): read it from the database, in the dump's own snapshot; "" is an unversioned database.
+    given = params.get("revision")
+    policy = DumpPolicy(
+        count_tables=count_tables,
+        lock_wait_timeout=_lock_wait(params),
+        version_table=(params.get("version_table") or "alembic_version") if given is None else None,
+    )
+    given = given or None
     now = datetime.now(UTC)
-    filename = backup_filename(now, params.get("revision"), target.dialect)
+    filename = backup_filename(now, given, target.dialect)
     path = os.path.join(directory, filename)
     result.update(database=target.label, path=path, manifest_path=path + MANIFEST_SUFFIX)
     if check_mode:
@@ -383,14 +535,17 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
             "cannot create the backup directory %s (%s): point backup_root at a writable directory with free space; no backup was written."
             % (directory, exc.strerror or exc)
         ) from None
-    fd, temp_path = tempfile.mkstemp(prefix=".%s." % filename, suffix=".partial", dir=directory)
-    os.close(fd)
-    os.chmod(temp_path, 0o600)
+    removed = remove_stale_partials(directory, now)
+    if removed:
+        result["removed_partials"] = removed
+    temp_path = _private_temp(directory, filename)
     try:
         if target.dialect == "postgresql":
-            facts = _dump_postgresql(target, temp_path, level, params.get("pg_bin_dir"), server, count_tables)
+            facts = _dump_postgresql(target, temp_path, level, params.get("pg_bin_dir"), server, policy)
         else:
-            facts = _copy_sqlite(target, temp_path, count_tables)
+            facts = _copy_sqlite(target, temp_path, policy)
+        revision = facts.pop("revision", None) if policy.version_table else given
+        filename = backup_filename(now, revision, target.dialect)
         os.chmod(temp_path, 0o600)
         checksum = sha256_file(temp_path)
         size = os.path.getsize(temp_path)
@@ -408,7 +563,7 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
         "dialect": target.dialect,
         "database": target.dbname,
         "server": target.label,
-        "revision": params.get("revision") or None,
+        "revision": revision,
         "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "duration": round(time.monotonic() - started, 3),
         "file": os.path.basename(path),
@@ -422,6 +577,48 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     retention = _retention(directory, params, check_mode, now)
     if retention is not None:
         result["retention"] = retention
+
+
+def _lock_wait(params: dict[str, Any]) -> float:
+    value = params.get("lock_wait_timeout")
+    return DEFAULT_LOCK_WAIT_TIMEOUT if value is None else float(value)
+
+
+def _private_temp(directory: str, filename: str) -> str:
+    """An empty 0600 temp file beside the backup, named after this process (see remove_stale_partials)."""
+    fd, temp_path = tempfile.mkstemp(prefix=".%s.pid%d." % (filename, os.getpid()), suffix=".partial", dir=directory)
+    os.close(fd)
+    os.chmod(temp_path, 0o600)
+    return temp_path
+
+
+def remove_stale_partials(directory: str, now: datetime | None = None) -> list[str]:
+    """Delete the .partial files that dead processes (killed backups) left in a backup directory; returns them."""
+    removed: list[str] = []
+    for path in stale_partials(directory, now):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise FleetError(
+                "cannot delete the left-over partial backup %s (%s): fix the backup directory's permissions." % (path, exc.strerror or exc)
+            ) from None
+        removed.append(path)
+    return removed
+
+
+def orphan_partials(directory: str, now: datetime | None = None) -> list[dict[str, Any]]:
+    """What status reports: the partial backups in a database's backup directory that no live process writes.
+
+    Each {path, pid (None for an older version's), bytes, modified_at (UTC)}.
+    """
+    stale = set(stale_partials(directory, now))
+    return [
+        {"path": item.path, "pid": item.pid, "bytes": item.size, "modified_at": item.modified_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        for item in partial_files(directory)
+        if item.path in stale
+    ]
 
 
 def _check_retention_options(params: dict[str, Any]) -> None:
@@ -442,7 +639,8 @@ def _retention(directory: str, params: dict[str, Any], check_mode: bool, now: da
     protect = [p for p in params.get("protect") or [] if p]
     if not check_mode:
         plan = plan_retention(directory, keep_last, keep_days, protect, now)
-        return {"deleted": apply_retention(plan), "kept": plan.keep}
+        deleted = apply_retention(plan)
+        return {"deleted": deleted, "kept": plan.keep, "deleted_partials": plan.partials}
     # The backup this run would add is the newest and takes one of keep_last's places.
     plan = plan_retention(directory, max(keep_last - 1, 1), keep_days, protect, now)
     would_delete = list(plan.delete)
@@ -466,7 +664,7 @@ def _place(temp_path: str, directory: str, filename: str) -> str:
 
 
 def _write_private_json(path: str, payload: dict[str, Any]) -> None:
-    fd, temp_path = tempfile.mkstemp(prefix=".manifest.", suffix=".partial", dir=os.path.dirname(path))
+    fd, temp_path = tempfile.mkstemp(prefix=".manifest.pid%d." % os.getpid(), suffix=".partial", dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle, indent=2, sort_keys=True)

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,8 @@ class DbTarget:
     dbname: str  # PostgreSQL database name, or the SQLite file path
     password: str | None = field(default=None, repr=False)
     connect_timeout: int = 10
+    # libpq options of the URL's query besides host and port (sslmode, sslrootcert, ...), in URL order.
+    options: tuple[tuple[str, str], ...] = ()
 
     @property
     def label(self) -> str:
@@ -91,6 +94,27 @@ class DbTarget:
         if self.dialect == "sqlite":
             return "sqlite:%s" % self.dbname
         return "%s@%s:%s/%s" % (self.user or "", self.host or "localhost", self.port or 5432, self.dbname)
+
+
+# Options every libpq client of ours sets itself (the module's own values win over the URL's, as with SQLAlchemy).
+_OWN_OPTIONS = frozenset(("application_name", "connect_timeout"))
+
+
+def libpq_params(target: DbTarget, dbname: str | None = None, application_name: str | None = None) -> dict[str, str]:
+    """The one connection description of a PostgreSQL target, for every client (never the password)."""
+    params = {"host": target.host or "localhost", "port": str(target.port or 5432), "dbname": dbname or target.dbname}
+    if target.user:
+        params["user"] = target.user
+    params.update((key, value) for key, value in target.options if key not in _OWN_OPTIONS)
+    params["connect_timeout"] = str(target.connect_timeout)
+    if application_name:
+        params["application_name"] = application_name
+    return params
+
+
+def conninfo(params: dict[str, str]) -> str:
+    """A libpq conninfo string: each value quoted, so '=', spaces and quotes in names stay data."""
+    return " ".join("%s='%s'" % (key, value.replace("\\", "\\\\").replace("'", "\\'")) for key, value in params.items())
 
 
 def parse_target(url: str, password: str | None, connect_timeout: int = 10) -> DbTarget:
@@ -140,6 +164,7 @@ def parse_target(url: str, password: str | None, connect_timeout: int = 10) -> D
         port = parts.port
     except ValueError:
         raise FleetError("url has an invalid port: use postgresql://user@host:5432/dbname.") from None
+    options: list[tuple[str, str]] = []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key.lower() not in SAFE_QUERY_OPTIONS:
             raise FleetError(
@@ -147,6 +172,8 @@ def parse_target(url: str, password: str | None, connect_timeout: int = 10) -> D
                 "allowed are %s; set session options on the role or database instead (ALTER ROLE ... SET)."
                 % (key, value, ", ".join(sorted(SAFE_QUERY_OPTIONS)))
             )
+        options.append((key.lower(), value))
+    host, port = _query_host_port(parts.hostname, port, options)
     if not driver:
         # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2.
         driver = "psycopg2"
@@ -155,13 +182,51 @@ def parse_target(url: str, password: str | None, connect_timeout: int = 10) -> D
         url=text,
         dialect="postgresql",
         driver=driver,
-        host=parts.hostname,
+        host=host,
         port=port or 5432,
         user=unquote(parts.username) if parts.username else None,
         dbname=dbname,
         password=password or None,
         connect_timeout=connect_timeout,
+        options=tuple((key, value) for key, value in options if key not in ("host", "port")),
     )
+
+
+def _query_host_port(host: str | None, port: int | None, options: list[tuple[str, str]]) -> tuple[str | None, int | None]:
+    """host and port from the URL's authority or its ?host= (a unix-socket directory) / ?port=, never both."""
+    given = dict(options)
+    if "host" in given:
+        if host:
+            raise FleetError("url names the host twice (%s and ?host=%s): keep one of them." % (host, given["host"]))
+        host = given["host"] or None
+    if "port" in given:
+        if port:
+            raise FleetError("url names the port twice (%d and ?port=%s): keep one of them." % (port, given["port"]))
+        if not given["port"].isdigit():
+            raise FleetError("url has an invalid ?port=%s: give one port number." % given["port"])
+        port = int(given["port"])
+    return host, port
+
+
+def url_secrets(url: Any) -> list[str]:
+    """The passwords a URL carries (as written and decoded): what must never be echoed, even in a refusal."""
+    text = url.strip() if isinstance(url, str) else ""
+    if "://" not in text:
+        return []
+    rest = text.split("://", 1)[1]
+    authority, _, query = rest.partition("?")
+    found: list[str] = []
+    if "@" in authority:
+        # The last '@' before the query ends the user info: a password may hold '@', '/' or ':'.
+        userinfo = authority.rpartition("@")[0]
+        if ":" in userinfo:
+            found.append(userinfo.split(":", 1)[1])
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key.strip().lower() in ("password", "passfile"):
+            found.append(value)
+    decoded = [unquote(value) for value in found] + [unquote(value.replace("+", " ")) for value in found]
+    return sorted({value for value in found + decoded if value})
 
 
 def plain_table_name(value: str, option: str) -> str:
@@ -183,28 +248,118 @@ def _passfile_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
+PASSFILE_PREFIX = "fleet-pgpass-"
+# A password file of an older version (no pid in its name) is swept once it is this old: no run lasts that long.
+LEGACY_PASSFILE_SECONDS = 3600
+
+
 @contextlib.contextmanager
 def private_passfile(password: str | None) -> Iterator[str | None]:
-    """A 0600 PGPASSFILE in a 0700 directory, removed on exit.
+    """A PGPASSFILE that exists only in memory (Linux), closed on exit.
 
     libpq reads the password from it, so it never reaches argv or a
-    PGPASSWORD variable. Yields None when there is no password.
+    PGPASSWORD variable; and as an anonymous memory file it never reaches a
+    disk, so even a SIGKILL leaves nothing behind. The path names this
+    process's descriptor, so this process and its children (pg_dump,
+    pg_restore) can open it. Yields None when there is no password. Without
+    memfd_create, a 0600 file in a 0700 directory named after this process,
+    which sweep_stale_passfiles removes once the process is gone.
     """
     if not password:
         yield None
         return
     if "\n" in password or "\r" in password:
         raise FleetError("the password contains a line break, which libpq's password file cannot hold: change the password.")
-    directory = tempfile.mkdtemp(prefix="fleet-pgpass-")
+    content = ("*:*:*:*:%s\n" % _passfile_escape(password)).encode()
+    fd = _memory_file(content)
+    if fd is None:
+        with _disk_passfile(content) as path:
+            yield path
+        return
+    try:
+        yield "/proc/%d/fd/%d" % (os.getpid(), fd)
+    finally:
+        os.close(fd)
+
+
+def _memory_file(content: bytes) -> int | None:
+    """An anonymous 0600 in-memory file holding content (its descriptor), or None where there is none."""
+    create = getattr(os, "memfd_create", None)
+    if create is None or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        fd: int = create("fleet-pgpass", getattr(os, "MFD_CLOEXEC", 1))
+    except OSError:
+        return None
+    try:
+        os.fchmod(fd, 0o600)  # libpq ignores a password file others could read
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def _disk_passfile(content: bytes) -> Iterator[str]:
+    directory = tempfile.mkdtemp(prefix="%s%d-" % (PASSFILE_PREFIX, os.getpid()))
     try:
         os.chmod(directory, 0o700)
         path = os.path.join(directory, "pgpass")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write("*:*:*:*:%s\n" % _passfile_escape(password))
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
         yield path
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (of any user)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_passfiles(directory: str | None = None, now: float | None = None) -> list[str]:
+    """Remove the password-file directories that killed processes left in the temp directory; returns them.
+
+    Only this user's: a directory named after a pid that no longer runs, or
+    (an older version's, no pid in the name) one older than an hour.
+    """
+    root = directory or tempfile.gettempdir()
+    moment = time.time() if now is None else now
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.name.startswith(PASSFILE_PREFIX) and _stale_passfile_dir(entry, moment):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def _stale_passfile_dir(entry: os.DirEntry[str], now: float) -> bool:
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except OSError:
+        return False
+    if not entry.is_dir(follow_symlinks=False) or info.st_uid != os.getuid():
+        return False
+    match = re.match(r"^%s(\d+)-" % PASSFILE_PREFIX, entry.name)
+    if match:
+        return not process_alive(int(match.group(1)))
+    return now - info.st_mtime > LEGACY_PASSFILE_SECONDS
 
 
 @contextlib.contextmanager

@@ -125,9 +125,7 @@ def database_exists(target: DbTarget) -> bool:
 def create_database(target: DbTarget, maintenance_db: str = "postgres") -> None:
     """Create the database (PostgreSQL) or its file's directory (SQLite)."""
     if target.dialect == "sqlite":
-        directory = os.path.dirname(target.dbname)
-        if directory and not os.path.isdir(directory):
-            os.makedirs(directory, mode=0o750, exist_ok=True)
+        _create_private_sqlite_file(target.dbname)
         sqlite_engine = create_engine(target)
         try:
             with sqlite_engine.connect():
@@ -147,6 +145,25 @@ def create_database(target: DbTarget, maintenance_db: str = "postgres") -> None:
         ) from None
     finally:
         engine.dispose()
+
+
+def _create_private_sqlite_file(path: str) -> None:
+    """An empty SQLite file only its owner can read (0600), in a new directory as 0700.
+
+    SQLite itself would create it with the umask (usually 0644: readable by
+    every local user); its journal files copy the database file's mode.
+    """
+    directory = os.path.dirname(path)
+    if directory and not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)  # makedirs' mode is masked by the umask
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # created meanwhile (another run): leave its mode alone
+    except OSError as exc:
+        raise FleetError("cannot create the SQLite database file %s (%s): check the directory and its permissions." % (path, exc.strerror or exc)) from None
+    os.close(fd)
 
 
 def connect(engine: Engine, target: DbTarget) -> Connection:

@@ -46,6 +46,7 @@ from ansible.module_utils.fleet_drift import (
     review_policy,
     schema_drift,
 )
+from ansible.module_utils.fleet_graph import closure
 from ansible.module_utils.fleet_ledger import (
     DEFAULT_TABLE,
     FAILED,
@@ -535,16 +536,27 @@ def _apply(
     except Exception as exc:
         message = explain_migration_failure(exc, run.target, direction, run)
         now = _record_failure(run, ledger, entry_id, before, planned, message, result)
-        if outside:
+        failing = _failing_step(run, steps, now, direction)
+        if failing is not None and failing.revision in outside:
             result["partial"] = True
-            outcome = " - %s ran statements outside the transaction (autocommit_block), so part of the change may have stayed: restore the backup" % ", ".join(
-                outside
-            )
+            outcome = " - %s ran statements outside the transaction (autocommit_block), so part of it may have stayed: restore the backup" % failing.revision
+        elif outside and now != before:
+            result["partial"] = True  # the revisions before the failing one were committed one by one
+            outcome = " - the revisions before %s were committed and stayed" % (failing.revision if failing else "the failure")
         else:
             outcome = " - the transaction was rolled back, nothing changed" if now == before else ""
         raise FleetError("%s; the database is at %s (was %s)%s." % (message, ", ".join(now) or "base", ", ".join(before) or "base", outcome)) from None
     after = list(run.probe().current)
     result.update(after=after, applied=planned, changed=True)
+
+
+def _failing_step(run: AlembicRun, steps: list[Step], now: list[str], direction: str) -> Step | None:
+    """The first planned step the database does not reflect: the one that failed."""
+    applied = closure(run.script, now)
+    for step in steps:
+        if (step.revision in applied) != (direction == "upgrade"):
+            return step
+    return None
 
 
 def _record_failure(
@@ -671,7 +683,9 @@ def verify(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
             resolved = sorted(run.parse(head, "stamp").ref or "" for head in expected_heads)
             if sorted(heads) != resolved:
                 problems.append("the project's heads are %s, expected %s" % (", ".join(heads), ", ".join(resolved)))
-        elif len(heads) != 1:
+        elif len(heads) != 1 and (params.get("revision") or "head") == "head":
+            # Only "head" asks for one head; a database verified at base, heads or given revisions (a rollback on a
+            # project with labelled branches) is checked by its revisions alone.
             problems.append(
                 "the project has %d heads (%s): merge them (alembic merge heads) or list them in expected_heads" % (len(heads), ", ".join(heads) or "none")
             )

@@ -44,6 +44,8 @@ from ansible.module_utils.fleet_backup import (
 from ansible.module_utils.fleet_common import (
     DbTarget,
     FleetError,
+    conninfo,
+    libpq_params,
     parse_target,
     plain_table_name,
     private_passfile,
@@ -739,13 +741,10 @@ def _pg_restore(target: DbTarget, command: list[str], path: str, dbname: str) ->
         "--exit-on-error",
         "--single-transaction",
         "--no-password",
-        "--host=%s" % (target.host or "localhost"),
-        "--port=%d" % (target.port or 5432),
-        "--dbname=%s" % dbname,
+        # One connection description (socket directory, sslmode and friends kept; a name with '=' stays a name).
+        "--dbname=%s" % conninfo(libpq_params(target, dbname, application_name=APPLICATION_NAME)),
+        path,
     ]
-    if target.user:
-        argv.append("--username=%s" % target.user)
-    argv.append(path)
     with private_passfile(target.password) as passfile:
         env = pg_environment(target, passfile, APPLICATION_NAME)
         started = time.monotonic()

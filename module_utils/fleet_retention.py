@@ -3,7 +3,9 @@
 # (<root>/<env>/<host>/<name>/<UTC %Y%m%dT%H%M%SZ>_<revision>[-N].dump|.sqlite3,
 # each with <file>.manifest.json). plan_retention decides, apply_retention
 # deletes; the newest backup, protected paths and backups of unknown age are
-# never deleted. Pure Python: no Alembic, SQLAlchemy or psycopg2 import.
+# never deleted. Partial files (.<file>.pid<N>.<random>.partial) that no live
+# process writes any more go too. Pure Python: no Alembic, SQLAlchemy or
+# psycopg2 import.
 from __future__ import annotations
 
 import json
@@ -14,13 +16,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ansible.module_utils.fleet_common import FleetError
+from ansible.module_utils.fleet_common import FleetError, process_alive
 
 MANIFEST_SUFFIX = ".manifest.json"  # as in fleet_backup
 BACKUP_EXTENSIONS = (".dump", ".sqlite3")
 MANIFEST_TIME = "%Y-%m-%dT%H:%M:%SZ"
 NAME_TIME = "%Y%m%dT%H%M%SZ"
 _NAME = re.compile(r"^(?P<stamp>\d{8}T\d{6}Z)_(?P<rev>[A-Za-z0-9_-]+?)(?:-(?P<copy>\d+))?\.(?:dump|sqlite3)$")
+
+PARTIAL_SUFFIX = ".partial"
+_PARTIAL_PID = re.compile(r"\.pid(?P<pid>\d+)\.[A-Za-z0-9_]+\.partial$")
+# A partial file of an older version (no pid in its name) is left over once nothing wrote to it for this long.
+LEGACY_PARTIAL_SECONDS = 3600
 
 # Why a backup is kept or deleted (values of RetentionPlan.reasons).
 NEWEST = "newest backup"
@@ -35,6 +42,7 @@ class RetentionPlan:
     keep: list[str]
     delete: list[str]
     reasons: dict[str, str] = field(default_factory=dict)  # path -> why
+    partials: list[str] = field(default_factory=list)  # left-over .partial files of dead processes, deleted too
 
     def as_dict(self) -> dict[str, Any]:
         return {"keep": list(self.keep), "delete": list(self.delete), "reasons": dict(self.reasons)}
@@ -71,7 +79,60 @@ def plan_retention(
         if backup.created_at is None:
             plan.keep.append(backup.path)
             plan.reasons[backup.path] = UNKNOWN_AGE
+    plan.partials = stale_partials(directory, moment)
     return plan
+
+
+@dataclass(frozen=True)
+class PartialFile:
+    """A temporary file db_backup writes before it verifies and names a backup."""
+
+    path: str
+    pid: int | None  # the writing process; None in an older version's name
+    size: int
+    modified_at: datetime
+
+
+def partial_files(directory: str) -> list[PartialFile]:
+    """The .partial files directly in a backup directory, by name."""
+    try:
+        entries = sorted(os.scandir(os.path.abspath(directory)), key=lambda entry: entry.name)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise FleetError("backup directory %s cannot be listed (%s): check the path and its permissions." % (directory, exc.strerror or exc)) from None
+    found: list[PartialFile] = []
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(PARTIAL_SUFFIX) and entry.is_file(follow_symlinks=False)):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # finished (or removed) meanwhile
+        match = _PARTIAL_PID.search(entry.name)
+        found.append(
+            PartialFile(
+                path=entry.path,
+                pid=int(match.group("pid")) if match else None,
+                size=info.st_size,
+                modified_at=datetime.fromtimestamp(info.st_mtime, UTC),
+            )
+        )
+    return found
+
+
+def stale_partials(directory: str, now: datetime | None = None) -> list[str]:
+    """The partial files no live process writes: its pid is gone, or (no pid) untouched for an hour."""
+    moment = _utc(now or datetime.now(UTC))
+    stale: list[str] = []
+    for item in partial_files(directory):
+        if item.pid is not None:
+            # The pid is of this machine's module run: the directory is per host.
+            if item.pid != os.getpid() and not process_alive(item.pid):
+                stale.append(item.path)
+        elif (moment - item.modified_at).total_seconds() > LEGACY_PARTIAL_SECONDS:
+            stale.append(item.path)
+    return stale
 
 
 def _check_policy(keep_last: int, keep_days: float) -> None:
@@ -149,6 +210,10 @@ def apply_retention(plan: RetentionPlan) -> list[str]:
         removed = _remove(path + MANIFEST_SUFFIX) or removed
         if removed:
             deleted.append(path)
+    for path in plan.partials:
+        if not os.path.basename(path).endswith(PARTIAL_SUFFIX):
+            raise FleetError("%s is not a partial backup file (.partial): refusing to delete it; plan with plan_retention." % path)
+        _remove(path)
     return deleted
 
 

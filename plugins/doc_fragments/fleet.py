@@ -15,8 +15,9 @@ options:
     required: true
   password:
     description:
-      - Password of the database user. Never written to argv, logs, results or files other than a private
-        0600 C(PGPASSFILE) that is removed after use.
+      - Password of the database user. Never written to argv, logs, results or any file on disk - libpq and the
+        C(pg_dump)/C(pg_restore) children read it from an anonymous in-memory C(PGPASSFILE) (C(memfd)) that
+        vanishes with the process, even after C(kill -9).
     type: str
   connect_timeout:
     description: Seconds to wait for a connection before giving up.

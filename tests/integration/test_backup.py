@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,13 +10,19 @@ import re
 import sqlite3
 import stat
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ansible.module_utils.fleet_backup import orphan_partials
+from ansible.module_utils.fleet_retention import apply_retention, plan_retention
 from support.ansible_run import Run, module
+from support.faults import descendants, start_module, wait_for
 from support.pgcluster import PgCluster, pg_bin_dir
 
 from .test_bad_input import EQUITIES_INI, conn_args, fails_with
@@ -268,3 +275,161 @@ def test_a_backup_never_overwrites_one_taken_in_the_same_second(fresh_pg: list[P
     assert manifest["file"] == path.name and manifest["revision"] is None
     assert manifest["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert not (directory / (path.name.replace("-1.dump", ".dump") + ".manifest.json")).exists()
+
+
+# -- issue 15, point 11: a dump never waits forever behind a lock ----------------------------------
+@contextlib.contextmanager
+def lock_held(cluster: PgCluster, table: str) -> Iterator[int]:
+    """A session of the application's user (application 'long-ddl') holds ACCESS EXCLUSIVE on table until the block
+    ends; yields its pid. (A superuser's session would hide its query from the backup's user.)"""
+    conn = cluster.connect("equities", superuser=False)
+    try:
+        conn.autocommit = False
+        with conn.cursor() as cur:
+            cur.execute("SET application_name = 'long-ddl'")
+            cur.execute("SELECT pg_backend_pid()")
+            pid = int(cur.fetchone()[0])
+            cur.execute("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE" % table)
+            yield pid
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+@pytest.mark.parametrize("count_tables", [0, 10], ids=["pg_dump-waits", "counts-wait-too"])
+def test_a_backup_behind_a_lock_gives_up_in_time_and_names_the_holder(fresh_pg: list[PgCluster], tmp_path: Path, count_tables: int) -> None:
+    db1 = fresh_pg[0]
+    run, result = call(fresh_pg, "alembic_upgrade", {"config": str(EQUITIES_INI), **conn_args(db1)})
+    assert run.rc == 0, result
+    root = tmp_path / "backups"
+    with lock_held(db1, "companies") as holder:
+        started = time.monotonic()
+        run, result = module("db_backup", backup_args(db1, root, lock_wait_timeout=2, count_tables=count_tables), timeout=90)
+        took = time.monotonic() - started
+    assert_no_secret(run.output, fresh_pg)
+    message = fails_with(result, run.rc, "gave up after waiting 2 s (lock_wait_timeout) for a lock on table", "companies", "pid %d" % holder)
+    assert "user migrator, application long-ddl" in message, message
+    assert "idle in transaction after 'LOCK TABLE companies IN ACCESS EXCLUSIVE MODE'" in message, message
+    assert re.search(r"since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(\d+ s\)", message), message
+    assert "raise lock_wait_timeout" in message, message
+    assert took < 60, "the backup waited %.0f s" % took
+    assert [p for p in files_under(root) if not p.name.endswith(".partial")] == [] and not list(root.rglob("*.partial"))
+
+
+def test_the_default_lock_wait_is_bounded_too(fresh_pg: list[PgCluster], tmp_path: Path) -> None:
+    db1 = fresh_pg[0]
+    run, result = call(fresh_pg, "alembic_upgrade", {"config": str(EQUITIES_INI), **conn_args(db1)})
+    assert run.rc == 0, result
+    with lock_held(db1, "daily_ohlcv") as holder:
+        run, result = module("db_backup", backup_args(db1, tmp_path / "backups", count_tables=0), timeout=90)
+    fails_with(result, run.rc, "gave up after waiting 5 s", "daily_ohlcv", "pid %d" % holder)
+
+
+# -- issue 15, point 10: partial dumps of killed runs do not stay forever ------------------------------
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _partials(directory: Path) -> dict[str, Path]:
+    """One partial file of each kind: of a dead process, of a live one, of an older version (old and fresh)."""
+    stamp = "20260101T000000Z_%s.dump" % HEAD
+    kinds = {
+        "dead": directory / (".%s.pid%d.k2j3h4l5.partial" % (stamp, _dead_pid())),
+        "live": directory / (".%s.pid%d.q9w8e7r6.partial" % (stamp, os.getpid())),
+        "dead_manifest": directory / (".manifest.pid%d.a1b2c3d4.partial" % _dead_pid()),
+        "legacy_old": directory / (".%s.x1y2z3w4.partial" % stamp),
+        "legacy_fresh": directory / (".%s.m5n6b7v8.partial" % stamp),
+    }
+    for path in kinds.values():
+        path.write_bytes(b"half a dump")
+    two_hours_ago = time.time() - 7200
+    os.utime(kinds["legacy_old"], (two_hours_ago, two_hours_ago))
+    return kinds
+
+
+def test_a_backup_removes_the_partial_files_killed_runs_left(fresh_pg: list[PgCluster], tmp_path: Path) -> None:
+    db1 = fresh_pg[0]
+    root = tmp_path / "backups"
+    directory = root / "prod" / "db1" / "equities"
+    directory.mkdir(parents=True)
+    kinds = _partials(directory)
+    orphans = orphan_partials(str(directory))  # what status reports
+    assert sorted(item["path"] for item in orphans) == sorted(str(kinds[k]) for k in ("dead", "dead_manifest", "legacy_old"))
+    dead = next(item for item in orphans if item["path"] == str(kinds["dead"]))
+    assert dead["bytes"] == len(b"half a dump") and dead["pid"] and re.match(r"^\d{4}-\d\d-\d\dT", dead["modified_at"])
+
+    run, result = call(fresh_pg, "db_backup", backup_args(db1, root))
+    assert run.rc == 0, result
+    assert sorted(result["removed_partials"]) == sorted(str(kinds[k]) for k in ("dead", "dead_manifest", "legacy_old"))
+    assert kinds["live"].exists() and kinds["legacy_fresh"].exists(), "a partial file some process may still write was removed"
+    assert not kinds["dead"].exists() and not kinds["legacy_old"].exists() and not kinds["dead_manifest"].exists()
+    assert orphan_partials(str(directory)) == []
+
+
+def test_retention_removes_the_partial_files_of_dead_processes(tmp_path: Path) -> None:
+    directory = tmp_path / "equities"
+    directory.mkdir()
+    kinds = _partials(directory)
+    plan = plan_retention(str(directory), 1, 0)
+    assert sorted(plan.partials) == sorted(str(kinds[k]) for k in ("dead", "dead_manifest", "legacy_old"))
+    apply_retention(plan)
+    assert sorted(p.name for p in directory.iterdir()) == sorted(kinds[k].name for k in ("live", "legacy_fresh"))
+
+
+def test_a_backup_names_its_partial_file_after_its_process(fresh_pg: list[PgCluster], tmp_path: Path) -> None:
+    """While pg_dump runs, the temp file carries the module's pid, so a later run can tell it from an orphan."""
+    db1 = fresh_pg[0]
+    run, result = call(fresh_pg, "alembic_upgrade", {"config": str(EQUITIES_INI), **conn_args(db1)})
+    assert run.rc == 0, result
+    root = tmp_path / "backups"
+    with lock_held(db1, "companies"):
+        job = start_module("db_backup", backup_args(db1, root, count_tables=0, lock_wait_timeout=30))
+        wait_for("the partial file", lambda: list(root.rglob("*.partial")) or not job.running(), timeout=60)
+        seen = [p.name for p in root.rglob("*.partial")]
+        run_by = descendants(job.pid)
+        assert orphan_partials(str(root / "prod" / "db1" / "equities")) == [], "a running backup's file is no orphan"
+    assert job.wait(timeout=60).rc == 0
+    assert len(seen) == 1, seen
+    match = re.search(r"\.pid(\d+)\.[A-Za-z0-9_]+\.partial$", seen[0])
+    assert match and int(match.group(1)) in run_by, (seen, run_by)
+
+
+# -- issue 15, point 14: the revision when none is given; private SQLite files --------------------------
+def test_a_backup_without_a_revision_reads_it_from_the_database(fresh_pg: list[PgCluster], tmp_path: Path) -> None:
+    db1 = fresh_pg[0]
+    root = tmp_path / "backups"
+    args = backup_args(db1, root)
+    del args["revision"]
+    run, result = call(fresh_pg, "db_backup", args)
+    assert run.rc == 0, result
+    assert Path(result["path"]).name.endswith("_base.dump") and result["manifest"]["revision"] is None  # unversioned
+
+    run, upgraded = call(fresh_pg, "alembic_upgrade", {"config": str(EQUITIES_INI), **conn_args(db1)})
+    assert run.rc == 0, upgraded
+    run, result = call(fresh_pg, "db_backup", args)
+    assert run.rc == 0, result
+    assert Path(result["path"]).name.endswith("_%s.dump" % HEAD), result["path"]
+    assert result["manifest"]["revision"] == HEAD
+
+    run, result = call(fresh_pg, "db_backup", {**args, "revision": ""})
+    assert run.rc == 0, result
+    assert Path(result["path"]).name.endswith("_base.dump"), "an explicit empty revision still means unversioned"
+
+
+def test_a_sqlite_backup_without_a_revision_and_private_sqlite_files(fresh_pg: list[PgCluster], tmp_path: Path) -> None:
+    database = tmp_path / "new" / "eq.db"
+    url = "sqlite:///%s" % database
+    old_umask = os.umask(0o022)
+    try:
+        run, result = call(fresh_pg, "alembic_upgrade", {"config": str(EQUITIES_INI), "url": url, "create_database": True})
+    finally:
+        os.umask(old_umask)
+    assert run.rc == 0, result
+    assert mode(database) == 0o600, oct(mode(database))
+    assert mode(database.parent) == 0o700, oct(mode(database.parent))
+    root = tmp_path / "backups"
+    run, result = call(fresh_pg, "db_backup", {"url": url, "backup_root": str(root), "environment": "prod", "host": "db1", "name": "equities"})
+    assert run.rc == 0, result
+    assert Path(result["path"]).name.endswith("_%s.sqlite3" % HEAD) and result["manifest"]["revision"] == HEAD

@@ -115,6 +115,40 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path("/proc/%d/cmdline" % pid).read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def module_process(job: Background) -> int:
+    """The pid of the module's own python (not ansible's controller or worker, not the shell).
+
+    With pipelining (ansible.cfg) its command line is the bare interpreter: no AnsiballZ_<module>.py file name.
+    """
+    for pid in descendants(job.pid):
+        argv = cmdline(pid)
+        if argv and "python" in Path(argv[0]).name and not any("bin/ansible" in part for part in argv):
+            return pid
+    raise AssertionError("no module process under %d: %s" % (job.pid, [cmdline(p) for p in descendants(job.pid)]))
+
+
+def files_holding(secret: str, *roots: Path) -> list[str]:
+    """Every file under roots whose bytes contain secret (as written: the module payload holds it in clear)."""
+    found: list[str] = []
+    needle = secret.encode()
+    for root in roots:
+        if not root.exists():
+            continue
+        for path in root.rglob("*"):
+            with contextlib.suppress(OSError):
+                if path.is_file() and not path.is_symlink() and needle in path.read_bytes():
+                    found.append(str(path))
+    return found
+
+
 def parse_module_result(stdout: str) -> dict[str, Any]:
     marker = re.search(r"^localhost \| [A-Z!]+ => \{", stdout, re.M)
     if not marker:

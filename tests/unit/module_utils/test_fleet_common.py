@@ -1,11 +1,15 @@
-"""Unit tests of module_utils/fleet_common.py: URL parsing, scrubbing, the
-private PGPASSFILE and the environment override helper."""
+"""Unit tests of module_utils/fleet_common.py: URL parsing, the connection
+description every client gets, scrubbing, the in-memory PGPASSFILE and its
+sweep, and the environment override helper."""
 
 from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -14,10 +18,14 @@ import sqlalchemy as sa
 from ansible.module_utils.fleet_common import (
     DbTarget,
     FleetError,
+    conninfo,
     environment,
+    libpq_params,
     parse_target,
     private_passfile,
     scrub,
+    sweep_stale_passfiles,
+    url_secrets,
 )
 
 SECRET = "s3cr3t-Pa55w0rd"
@@ -335,18 +343,67 @@ def test_passfile_is_not_made_without_a_password(password: str | None, private_t
         assert list(private_tmp.iterdir()) == []
 
 
-def test_passfile_is_private_and_removed(private_tmp: Path) -> None:
+def _disk_files(root: Path) -> list[Path]:
+    return list(root.rglob("*"))
+
+
+def test_passfile_lives_in_memory_only_and_is_private(private_tmp: Path) -> None:
+    with private_passfile(SECRET) as path:
+        assert path is not None
+        assert path.startswith("/proc/%d/fd/" % os.getpid()), path
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # libpq ignores a password file others may read
+        assert Path(path).read_text() == "*:*:*:*:%s\n" % SECRET
+        target = os.readlink(path)
+        assert target.startswith("/memfd:") and target.endswith("(deleted)"), target  # no name in any file system
+        assert _disk_files(private_tmp) == []
+    assert not os.path.exists(path), "the descriptor is closed on exit"
+    assert _disk_files(private_tmp) == []
+
+
+def test_a_child_process_reads_the_passfile_by_its_path() -> None:
+    """pg_dump and pg_restore are children: they open the path libpq is given, without any fd passing."""
+    with private_passfile(SECRET) as path:
+        assert path is not None
+        done = subprocess.run([sys.executable, "-c", "import sys; print(open(sys.argv[1]).read(), end='')", path], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "*:*:*:*:%s\n" % SECRET
+
+
+def test_a_killed_process_leaves_no_password_on_disk(private_tmp: Path) -> None:
+    script = (
+        "import importlib.util, sys, time\n"
+        "spec = importlib.util.spec_from_file_location('fleet_common', sys.argv[2])\n"
+        "common = sys.modules['fleet_common'] = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(common)\n"
+        "with common.private_passfile(sys.argv[1]) as path:\n"
+        "    print(path, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    env = {**os.environ, "TMPDIR": str(private_tmp)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, SECRET, str(sys.modules[parse_target.__module__].__file__)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert child.stdout is not None
+        path = child.stdout.readline().strip()
+        assert Path(path).read_text().endswith(":%s\n" % SECRET)
+    finally:
+        child.kill()
+        child.wait()
+    assert not os.path.exists(path)
+    assert _disk_files(private_tmp) == [], "SIGKILL left a password file behind"
+
+
+def test_without_memfd_the_passfile_is_a_private_file_named_after_the_process(private_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "memfd_create")
     with private_passfile(SECRET) as path:
         assert path is not None
         passfile = Path(path)
         assert passfile.parent.parent == private_tmp
-        assert passfile.parent.name.startswith("fleet-pgpass-")
+        assert passfile.parent.name.startswith("fleet-pgpass-%d-" % os.getpid())
         assert stat.S_IMODE(passfile.stat().st_mode) == 0o600
         assert stat.S_IMODE(passfile.parent.stat().st_mode) == 0o700
         assert passfile.read_text() == "*:*:*:*:%s\n" % SECRET
-        assert [p.name for p in passfile.parent.iterdir()] == [passfile.name]
-    assert not passfile.exists()
-    assert not passfile.parent.exists()
     assert list(private_tmp.iterdir()) == []
 
 
@@ -366,15 +423,14 @@ def test_passfile_escapes_colon_and_backslash(password: str, written: str, priva
         assert Path(path).read_text() == "*:*:*:*:%s\n" % written
 
 
-def test_passfile_is_removed_when_the_block_raises(private_tmp: Path) -> None:
+def test_passfile_is_closed_when_the_block_raises(private_tmp: Path) -> None:
     seen: list[str] = []
     with pytest.raises(RuntimeError, match="migration failed"):
         with private_passfile(SECRET) as path:
             assert path is not None
             seen.append(path)
             raise RuntimeError("migration failed")
-    assert not Path(seen[0]).exists()
-    assert not Path(seen[0]).parent.exists()
+    assert not os.path.exists(seen[0])
     assert list(private_tmp.iterdir()) == []
 
 
@@ -385,6 +441,113 @@ def test_nested_passfiles_are_distinct(private_tmp: Path) -> None:
         assert Path(first).read_text().endswith(":one\n")
         assert Path(second).read_text().endswith(":two\n")
     assert list(private_tmp.iterdir()) == []
+
+
+def test_passfile_refuses_a_line_break() -> None:
+    with pytest.raises(FleetError, match="line break"):
+        with private_passfile("a\nb"):
+            pass
+
+
+# -- sweep_stale_passfiles --------------------------------------------------------
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _leftover(root: Path, name: str, age: float = 0) -> Path:
+    directory = root / name
+    directory.mkdir(mode=0o700)
+    (directory / "pgpass").write_text("*:*:*:*:%s\n" % SECRET)
+    if age:
+        then = time.time() - age
+        os.utime(directory, (then, then))
+    return directory
+
+
+def test_sweep_removes_what_dead_processes_left_and_keeps_live_ones(tmp_path: Path) -> None:
+    dead = _leftover(tmp_path, "fleet-pgpass-%d-abc123" % _dead_pid())
+    live = _leftover(tmp_path, "fleet-pgpass-%d-def456" % os.getpid())
+    old_legacy = _leftover(tmp_path, "fleet-pgpass-k2j3h4", age=2 * 3600)
+    new_legacy = _leftover(tmp_path, "fleet-pgpass-q9w8e7")
+    other = _leftover(tmp_path, "not-ours-%d" % _dead_pid())
+    removed = sweep_stale_passfiles(str(tmp_path))
+    assert sorted(removed) == sorted([str(dead), str(old_legacy)])
+    assert not dead.exists() and not old_legacy.exists()
+    assert live.exists() and new_legacy.exists() and other.exists()
+
+
+def test_sweep_uses_the_temp_directory_and_survives_a_missing_one(private_tmp: Path) -> None:
+    dead = _leftover(private_tmp, "fleet-pgpass-%d-abc123" % _dead_pid())
+    assert sweep_stale_passfiles() == [str(dead)]
+    assert sweep_stale_passfiles(str(private_tmp / "missing")) == []
+
+
+# -- url_secrets (no_log values of a refused URL) -----------------------------------
+@pytest.mark.parametrize(
+    "url, secrets",
+    [
+        ("postgresql://deploy:%s@db1/equities" % SECRET, {SECRET}),
+        ("postgresql://deploy:p%40ss%3Aw@db1/equities", {"p%40ss%3Aw", "p@ss:w"}),
+        ("postgresql://deploy:pa/ss@w@db1/equities", {"pa/ss@w"}),
+        ("postgresql://deploy@db1/equities?sslmode=require&password=%s" % SECRET, {SECRET}),
+        ("postgresql://deploy@db1/equities?passfile=/home/x/.pgpass", {"/home/x/.pgpass"}),
+        ("postgresql://deploy@db1/equities?sslcert=/etc/a@b.crt", set()),
+        ("postgresql://deploy@db1/equities", set()),
+        ("sqlite:////var/lib/app.db", set()),
+        ("", set()),
+    ],
+)
+def test_url_secrets_finds_every_password_a_url_carries(url: str, secrets: set[str]) -> None:
+    assert set(url_secrets(url)) == secrets
+
+
+def test_url_secrets_of_no_url() -> None:
+    assert url_secrets(None) == [] and url_secrets(42) == []
+
+
+# -- the connection description (socket, options) ------------------------------------
+def test_unix_socket_url_keeps_its_directory() -> None:
+    target = parse_target("postgresql://migrator@/equities?host=/run/postgresql", None)
+    assert target.host == "/run/postgresql" and target.port == 5432
+    assert target.label == "migrator@/run/postgresql:5432/equities"
+    params = libpq_params(target)
+    assert params["host"] == "/run/postgresql" and params["dbname"] == "equities" and params["user"] == "migrator"
+
+
+def test_query_port_and_ssl_options_are_kept_in_order() -> None:
+    target = parse_target(
+        "postgresql://migrator@db1.example.com/equities?sslmode=verify-full&sslrootcert=/etc/ca.crt&sslcert=/c.crt&sslkey=/c.key&keepalives=1", SECRET
+    )
+    assert target.options == (("sslmode", "verify-full"), ("sslrootcert", "/etc/ca.crt"), ("sslcert", "/c.crt"), ("sslkey", "/c.key"), ("keepalives", "1"))
+    params = libpq_params(target, application_name="alembic-fleet-backup")
+    assert params["sslmode"] == "verify-full" and params["sslrootcert"] == "/etc/ca.crt" and params["keepalives"] == "1"
+    assert params["application_name"] == "alembic-fleet-backup"
+    assert SECRET not in repr(params) and "password" not in params
+    socket = parse_target("postgresql://migrator@/equities?host=/tmp/s&port=6543", None)
+    assert (socket.host, socket.port, socket.options) == ("/tmp/s", 6543, ())
+
+
+@pytest.mark.parametrize(
+    "url, phrase",
+    [
+        ("postgresql://migrator@db1/equities?host=/run/postgresql", "names the host twice"),
+        ("postgresql://migrator@db1:5433/equities?port=5434", "names the port twice"),
+        ("postgresql://migrator@/equities?host=/tmp&port=x", "invalid ?port=x"),
+    ],
+)
+def test_ambiguous_host_or_port_is_refused(url: str, phrase: str) -> None:
+    assert phrase in refusal(url)
+
+
+@pytest.mark.parametrize("dbname", ["equities", "a=b", "with space", "it's", "back\\slash", "host=evil port=1"])
+def test_conninfo_keeps_every_value_data(dbname: str) -> None:
+    """libpq's own parser (through psycopg2) reads back exactly what was put in."""
+    from psycopg2.extensions import parse_dsn
+
+    params = {"host": "/run/postgresql", "port": "5432", "dbname": dbname, "user": "migrator"}
+    assert parse_dsn(conninfo(params)) == params
 
 
 # -- environment -----------------------------------------------------------------
