@@ -8,6 +8,8 @@ two heads; the run that took it there must verify, recover and roll back exactly
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -402,3 +404,65 @@ def test_stamp_of_a_database_at_an_unknown_revision_writes_nothing(tmp_path: Pat
     assert "it is at revision ffff0000, which this project does not have" in one_line(result["msg"]), result
     assert LEDGER not in tables_of(cluster, DB)
     assert version_of(cluster, DB) == ["ffff0000"]
+
+
+# -- the upgrade module dies (issue 15, point 5): the recovery reads back where the database is --------------------
+SLEEPER_ENV = """
+import os
+import time
+
+_marker = os.environ.get("FLEET_TEST_SLEEP_AFTER")
+if _marker and os.path.exists(_marker):  # the revision below ran and committed: this is the probe after the commit
+    open(_marker + ".sleeping", "w").close()
+    time.sleep(60)
+"""
+
+
+def _kill_module_when(tmp_path: Path, cluster: PgCluster, inv: Path, flag: Path, env: dict[str, str]) -> Any:
+    from support.faults import module_process, start_playbook, wait_for
+
+    job = start_playbook(REPO / "migrate.yml", inv, env={PASSWORD_VAR: cluster.app_password, **env})
+    wait_for("the module to reach its sleep", lambda: flag.exists() or not job.running(), timeout=120)
+    assert job.running(), job.wait().output[-3000:]
+    os.kill(module_process(job), signal.SIGKILL)  # the module alone: its controller goes on to the recovery
+    done = job.wait(timeout=180)
+    assert_no_secret(done.output, [cluster])
+    return done
+
+
+def test_an_upgrade_module_killed_after_its_commit_is_reported_as_it_is(tmp_path: Path, cluster: PgCluster) -> None:
+    marker = tmp_path / "committed"
+    ini = write_project(
+        tmp_path / "project",
+        upgrades={
+            "a000aaaa": '    op.create_table("t_a000", sa.Column("id", sa.Integer, primary_key=True))\n    if not op.get_context().as_sql:\n        open(%r, "w").close()'
+            % str(marker)
+        },
+    )
+    env_py = ini.parent / "env.py"
+    env_py.write_text(SLEEPER_ENV + env_py.read_text())
+    inv = inventory(tmp_path, cluster, ini, environment="prod")
+    done = _kill_module_when(tmp_path, cluster, inv, Path(str(marker) + ".sleeping"), {"FLEET_TEST_SLEEP_AFTER": str(marker), "FLEET_TEST_SKIP": ""})
+    assert done.rc != 0
+    text = one_line(done.output)
+    assert "the upgrade module ended without a result after its commit: the database is at m000mmmm" in text, done.output[-3000:]
+    assert "its ledger row says succeeded" in text and "object of type" not in text
+    assert version_of(cluster, DB) == ["m000mmmm"], "the committed upgrade stays"
+    assert [(r["action"], r["outcome"]) for r in ledger_rows(cluster)] == [("migrate", "succeeded")]
+
+
+def test_an_upgrade_module_killed_before_its_commit_is_reported_as_it_is(tmp_path: Path, cluster: PgCluster) -> None:
+    flag = tmp_path / "sleeping"
+    ini = write_project(
+        tmp_path / "project",
+        upgrades={
+            "b100bbbb": '    op.create_table("t_b100", sa.Column("id", sa.Integer, primary_key=True))\n'
+            '    if not op.get_context().as_sql:\n        open(%r, "w").close()\n        __import__("time").sleep(60)' % str(flag)
+        },
+    )
+    inv = inventory(tmp_path, cluster, ini)
+    done = _kill_module_when(tmp_path, cluster, inv, flag, {})
+    assert done.rc != 0
+    text = one_line(done.output)
+    assert "the upgrade module ended without a result before its commit: its transaction was rolled back" in text, done.output[-3000:]
+    assert version_of(cluster, DB) == []
