@@ -55,7 +55,9 @@ options:
       - When the database is at head, also compare the live schema with the project's models (C(target_metadata)
         of C(env.py), as C(alembic check) does) and return RV(model_drift).
       - The ledger table (O(ledger_table)) and C(alembic_version) are never drift. Nothing is checked for a
-        missing or unversioned database, or one at several revisions; the note says why.
+        missing or unversioned database; the note says why. PostgreSQL compares the whole catalog (enum types and their
+        labels, defaults, CHECK and other constraints, indexes, views, sequences, functions, triggers, ...), SQLite its
+        tables, views and triggers.
     type: bool
     default: false
   drift_allow:
@@ -292,8 +294,8 @@ drift:
     checked: {description: Whether the comparison was made., type: bool}
     differences: {description: Differences not accepted by O(drift_allow), one line each., type: list, elements: str}
     allowed: {description: Differences accepted by O(drift_allow)., type: list, elements: str}
-    note: {description: Why nothing was checked (missing or unversioned database, several revisions, no scratch database), or null., type: str}
-    revision: {description: The revision the expected schema was built at., type: str}
+    note: {description: Why nothing was checked (missing or unversioned database, no scratch database), or null., type: str}
+    revision: {description: "The revision(s) the expected schema was built at, joined by ', '.", type: str}
     duration: {description: Seconds the comparison took., type: float}
   sample:
     checked: true

@@ -12,13 +12,14 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from ansible.module_utils.fleet_alembic import AlembicRun, Probe, Step, elapsed
+from ansible.module_utils.fleet_backup import orphan_partials
+from ansible.module_utils.fleet_catalog import table_of_difference
 from ansible.module_utils.fleet_common import FleetError, scrub
 from ansible.module_utils.fleet_ledger import INTERRUPTED, RUNNING, SUCCEEDED, Ledger, row_to_dict
 from ansible.module_utils.fleet_retention import MANIFEST_SUFFIX, MANIFEST_TIME, _list_backups
@@ -33,12 +34,6 @@ CHANGE_ACTIONS = ("migrate", "upgrade")
 DRILL_ACTION = "drill"
 
 # The table a difference is about, from the lines describe_diff writes.
-_DIFF_TABLE = (
-    re.compile(r"^table (?P<table>\S+) is in the "),
-    re.compile(r"^column (?P<table>[^\s.]+)\.\S+ (?:is in the |\w+ differs)"),
-    re.compile(r"^index \S+ on (?P<table>[^\s(]+)\("),
-    re.compile(r"^(?:constraint|foreign key) \S+ on (?P<table>\S+) is in the "),
-)
 
 
 # -- the allowlist -------------------------------------------------------------
@@ -54,12 +49,8 @@ def check_allowlist(patterns: Sequence[Any] | None) -> list[str]:
 
 
 def diff_table_of(text: str) -> str | None:
-    """The table a difference line (describe_diff's wording) is about, or None."""
-    for pattern in _DIFF_TABLE:
-        match = pattern.match(text)
-        if match:
-            return match.group("table")
-    return None
+    """The table a difference line (describe_diff's or fleet_catalog's wording) is about, or None."""
+    return table_of_difference(text)
 
 
 def allowed_by(text: str, patterns: Sequence[str]) -> str | None:
@@ -114,19 +105,19 @@ def schema_drift(
 
 
 def _migrations_drift(run: AlembicRun, current: list[str], ledger: Ledger, patterns: Sequence[str], maintenance_db: str) -> dict[str, Any]:
-    if len(current) != 1:
-        return _report(False, "the database is at several revisions (%s): the expected schema is built at one" % ", ".join(current))
+    # At several heads (branches) the expected schema is built at all of them; `revision` names them all.
+    revision = ", ".join(current)
     started = time.monotonic()
     try:
-        differences = expected_schema_differences(run, current[0], [ledger.name], maintenance_db)
+        differences = expected_schema_differences(run, current, [ledger.name], maintenance_db)
     except Exception as exc:  # no CREATEDB, a migration that fails on an empty database, ...
         return _report(
             False,
-            "the schema the migrations build at %s could not be made: %s" % (current[0], _failure(exc, run)),
-            revision=current[0],
+            "the schema the migrations build at %s could not be made: %s" % (revision, _failure(exc, run)),
+            revision=revision,
             duration=elapsed(started),
         )
-    return _report(True, None, differences, patterns, revision=current[0], duration=elapsed(started))
+    return _report(True, None, differences, patterns, revision=revision, duration=elapsed(started))
 
 
 def _model_drift(run: AlembicRun, current: list[str], heads: Sequence[str], ledger: Ledger, patterns: Sequence[str]) -> dict[str, Any]:
@@ -138,7 +129,7 @@ def _model_drift(run: AlembicRun, current: list[str], heads: Sequence[str], ledg
     except Exception as exc:
         return _report(False, "the live schema could not be compared with the models: %s" % _failure(exc, run), duration=elapsed(started))
     if not probe.metadata_available:
-        return _report(False, "env.py has no target_metadata, so there are no models to compare with", duration=elapsed(started))
+        return _report(False, probe.metadata_note or "env.py has no target_metadata, so there are no models to compare with", duration=elapsed(started))
     return _report(True, None, probe.diffs or [], patterns, duration=elapsed(started))
 
 
@@ -225,6 +216,8 @@ def newest_backup(directory: str, now: datetime | None = None) -> dict[str, Any]
             "size": size,
             "sha256": manifest.get("sha256"),
             "revision": manifest.get("revision"),
+            # Temp files of killed pg_dumps (the next backup and retention remove them; status shows them until then).
+            "orphan_partials": orphan_partials(directory),
         }
     return None
 
@@ -240,14 +233,17 @@ def _read_manifest(path: str) -> dict[str, Any] | None:
 
 # -- review ----------------------------------------------------------------------
 def review_policy(params: dict[str, Any]) -> Any:
-    """The review's policy from review_rules / review_block, checked before anything runs."""
+    """The review's policy from review_rules / review_block / acknowledge, checked before anything runs."""
     from ansible.module_utils.fleet_lint import Policy  # fleet_lint imports fleet_ops: import it late
 
-    return Policy.from_params({"rules": params.get("review_rules") or {}, "block": bool(params.get("review_block"))})
+    return Policy.from_params({"rules": params.get("review_rules") or {}, "block": bool(params.get("review_block")), "acknowledge": params.get("acknowledge")})
 
 
-def review_pending(run: AlembicRun, steps: Sequence[Step], policy: Any, server_version: str | None) -> dict[str, Any] | None:
-    """alembic_lint's review of the planned steps, on the run that is already open; None when nothing is pending."""
+def review_pending(run: AlembicRun, steps: Sequence[Step], policy: Any, server_version: str | None, fresh: bool = False) -> dict[str, Any] | None:
+    """alembic_lint's review of the planned steps, on the run that is already open; None when nothing is pending.
+
+    fresh: the database was empty before this run (it does not exist yet, or no revision is recorded in it).
+    """
     if not steps:
         return None
     from ansible.module_utils.fleet_lint import _pg_version, finding_line, ledger_review, review_steps
@@ -255,15 +251,18 @@ def review_pending(run: AlembicRun, steps: Sequence[Step], policy: Any, server_v
 
     started = time.monotonic()
     pg_version = _pg_version(server_version) if run.target.dialect == "postgresql" else None
-    revisions, findings, blocking = review_steps(run, steps, policy, pg_version)
+    review = review_steps(run, steps, policy, pg_version, fresh=fresh)
+    findings = review.findings
     return {
-        "errors": len(blocking),
+        "errors": len(review.blocking),
         "warnings": sum(1 for _, f in findings if f["severity"] != ERROR and not f["acknowledged"]),
         "acknowledged": sum(1 for _, f in findings if f["acknowledged"]),
-        "blocked": bool(blocking) and policy.block,
+        "blocked": bool(review.blocking) and policy.block,
         "report": [finding_line(entry, f) for entry, f in findings],
-        "blocking": blocking,
-        "revisions": [entry["revision"] for entry in revisions],
-        "ledger_review": ledger_review(revisions),
+        "blocking": review.blocking,
+        "block_message": review.block_message,
+        "fresh": fresh,
+        "revisions": [entry["revision"] for entry in review.revisions],
+        "ledger_review": ledger_review(review.revisions),
         "duration": elapsed(started),
     }

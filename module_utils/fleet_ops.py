@@ -635,15 +635,15 @@ def stamp(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dic
         if sorted(wanted) == sorted(before):
             result["duration"] = elapsed(started)
             return
-        if params.get("require_schema_match") and len(wanted) == 1:
+        if params.get("require_schema_match") and wanted:
             # Baselining trusts nobody: the live schema must be what the migrations build at the target.
-            differences = expected_schema_differences(run, wanted[0], [ledger.name], params.get("maintenance_db") or "postgres")
+            differences = expected_schema_differences(run, wanted, [ledger.name], params.get("maintenance_db") or "postgres")
             result["schema_differences"] = differences
             if differences:
                 raise FleetError(
                     "refusing to stamp %s at %s: its schema differs from what the migrations build there in %d place(s): "
                     "%s; make them equal (or stamp the revision it really matches) first."
-                    % (run.target.label, wanted[0], len(differences), "; ".join(differences))
+                    % (run.target.label, ", ".join(wanted), len(differences), "; ".join(differences))
                 )
         if want_diff:
             sql, note = run.render_stamp_sql(spec, before)
@@ -745,12 +745,12 @@ def _compare_schema(
             return
         differences = probe.diffs or []
         against = "the models"
-    elif len(current) == 1:
-        differences = expected_schema_differences(run, current[0], [ledger.name], params.get("maintenance_db") or "postgres")
-        against = "what the migrations build at %s" % current[0]
+    elif current:
+        differences = expected_schema_differences(run, current, [ledger.name], params.get("maintenance_db") or "postgres")
+        against = "what the migrations build at %s" % ", ".join(current)
     else:
-        result["schema_note"] = "the database is at several heads below head, so the schema was not compared"
-        return
+        differences = expected_schema_differences(run, [], [ledger.name], params.get("maintenance_db") or "postgres")
+        against = "an empty database"
     result.update(schema_compared=True, schema_compared_with=against, schema_differences=differences)
     if differences:
         problems.append("the live schema differs from %s in %d place(s): %s" % (against, len(differences), "; ".join(differences)))
