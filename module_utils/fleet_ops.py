@@ -203,7 +203,7 @@ def _status(params: dict[str, Any], result: dict[str, Any], scripts: dict[tuple[
             at_target=not steps,
         )
         ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
-        result.update(last_runs=[], last_change=None, last_success=None, last_drill=None, blockers=[], lock_holder=None)
+        result.update(last_runs=[], last_change=None, last_success=None, last_drill=None, blockers=[], lock_holder=None, changed_files=[])
         if probe.exists:
             postgresql = run.target.dialect == "postgresql"
             blockers: list[dict[str, Any]] = []

@@ -115,7 +115,7 @@ def test_wrong_role_variable(tmp_path: Path, book: str, entry_point: str, extra:
 @pytest.mark.parametrize(
     ("book", "entry_point", "fields", "phrases"),
     [
-        ("migrate.yml", "main", {"alembic_in": "x"}, ["migrate_databases.alembic_in. Supported parameters include: alembic_ini,"]),
+        ("migrate.yml", "main", {"alembic_in": "x"}, ["migrate_databases.alembic_in. Supported parameters include: acknowledge, alembic_ini,"]),
         ("migrate.yml", "main", {"create_database": "maybe"}, ["argument 'create_database' is of type str found in 'migrate_databases'"]),
         ("restore_check.yml", "restore_check", {"drift_allow": {"a": 1}}, ["argument 'drift_allow'", "'migrate_databases'"]),
         ("release_lock.yml", "release_lock", {"target": "head", "url": None}, ["missing required arguments: url found in migrate_databases"]),
