@@ -207,8 +207,11 @@ class Ledger:
         stay as recorded), but it did not succeed."""
         conn.execute(self.table.update().where(self.table.c.entry_id == entry_id).values(outcome=FAILED, message=message))
 
-    def mark_undone(self, conn: Any, entry_id: str, undone_by: str) -> None:
-        conn.execute(self.table.update().where(self.table.c.entry_id == entry_id).values(outcome=ROLLED_BACK, undone_by=undone_by))
+    def mark_undone(self, conn: Any, entry_id: str, undone_by: str, how: str | None = None) -> None:
+        """The run entry_id was undone by the row undone_by; its message keeps why (appended to what it said)."""
+        why = "rolled back by entry %s%s" % (undone_by, " (%s)" % how if how else "")
+        message = sa.case((self.table.c.message.is_(None), sa.literal(why)), else_=self.table.c.message + sa.literal("; " + why))
+        conn.execute(self.table.update().where(self.table.c.entry_id == entry_id).values(outcome=ROLLED_BACK, undone_by=undone_by, message=message))
 
     def read(self, conn: Any, limit: int | None = 10) -> list[dict[str, Any]]:
         """Newest first; [] when the table does not exist yet."""
@@ -268,6 +271,11 @@ class Ledger:
         for row in stale:
             destination.execute(self.table.update().where(self.table.c.entry_id == row["entry_id"]).values(**row))
         return len(missing) + len(stale)
+
+
+def undo_description(record: RunRecord, what: str) -> str:
+    """How a run was undone, for the undone row's message: 'downgrade by run <id> of <operator>'."""
+    return "%s by %s run %s of %s" % (what, record.action, record.run_id, record.operator)
 
 
 def row_to_dict(mapping: Any) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from ansible.module_utils.fleet_ledger import (
     RunRecord,
     file_sha256,
     revision_records,
+    undo_description,
 )
 from ansible.module_utils.fleet_lock import RunLock, pg_holder, sqlite_holder
 from ansible.module_utils.fleet_module import Operation
@@ -524,7 +525,7 @@ def _apply(
     def record_success(conn: Any) -> None:
         ledger.finish(conn, entry_id, SUCCEEDED, predicted, applied)
         if undo:
-            ledger.mark_undone(conn, undo, entry_id)
+            ledger.mark_undone(conn, undo, entry_id, undo_description(record, direction))
 
     try:
         result["lock_retries"] = _with_lock_retries(

@@ -57,7 +57,7 @@ from ansible.module_utils.fleet_db import (
     create_engine,
     error_detail,
 )
-from ansible.module_utils.fleet_ledger import FAILED, SUCCEEDED, Ledger, RunRecord
+from ansible.module_utils.fleet_ledger import FAILED, SUCCEEDED, Ledger, RunRecord, undo_description
 from ansible.module_utils.fleet_lock import RunLock
 
 try:
@@ -306,7 +306,7 @@ def _finish_in_copy(original: DbTarget, copy_engine: Any, step: Plan, entry_id: 
                 message="restored %s (revision %s)" % (step.path, step.revision or "base"),
             )
             if step.undo_entry_id:
-                step.ledger.mark_undone(dest, step.undo_entry_id, entry_id)
+                step.ledger.mark_undone(dest, step.undo_entry_id, entry_id, undo_description(step.record, "restore of %s" % os.path.basename(step.path)))
     except sa.exc.DBAPIError as exc:
         raise FleetError("checking the restored copy failed (%s)" % _db_detail(exc, original)) from None
     finally:

@@ -216,6 +216,7 @@ def test_a_run_to_another_branch_is_verified_then_rolled_back_exactly(tmp_path: 
     rows = ledger_rows(cluster)
     assert [(r["action"], r["outcome"]) for r in rows] == [("migrate", "succeeded"), ("migrate", "rolled_back"), ("rollback", "succeeded")]
     assert rows[1]["undone_by"] == rows[2]["entry_id"]
+    assert "rolled back by entry %s (downgrade by rollback run " % rows[2]["entry_id"] in rows[1]["message"], rows[1]["message"]
     assert "downgraded b200bbbb, c200cccc -> b200bbbb" in one_line(rolled.output), rolled.output[-3000:]
 
     # The rest of the way: head (the merge) from one branch head, then back to where it started.
@@ -271,6 +272,7 @@ def test_a_failed_verification_whose_downgrade_is_refused_restores_the_backup(tm
     assert [(r["action"], r["outcome"]) for r in rows][1:] == [("migrate", "rolled_back"), ("rollback", "succeeded")]
     assert rows[1]["undone_by"] == rows[2]["entry_id"]
     assert "verification" in (rows[1]["message"] or ""), rows[1]
+    assert "; rolled back by entry %s (restore of " % rows[2]["entry_id"] in rows[1]["message"], rows[1]["message"]
 
 
 def test_a_failed_verification_that_cannot_be_brought_back_says_so_in_the_ledger(tmp_path: Path, cluster: PgCluster) -> None:
@@ -435,8 +437,8 @@ def test_an_upgrade_module_killed_after_its_commit_is_reported_as_it_is(tmp_path
     ini = write_project(
         tmp_path / "project",
         upgrades={
-            "a000aaaa": '    op.create_table("t_a000", sa.Column("id", sa.Integer, primary_key=True))\n    if not op.get_context().as_sql:\n        open(%r, "w").close()'
-            % str(marker)
+            "a000aaaa": '    op.create_table("t_a000", sa.Column("id", sa.Integer, primary_key=True))\n'
+            '    if not op.get_context().as_sql:\n        open(%r, "w").close()' % str(marker)
         },
     )
     env_py = ini.parent / "env.py"
