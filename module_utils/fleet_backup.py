@@ -260,6 +260,11 @@ def _dump_postgresql(target: DbTarget, temp_path: str, compress_level: int, bin_
     except psycopg2.Error as exc:
         if getattr(exc, "pgcode", None) == LOCK_NOT_AVAILABLE:
             raise _lock_wait_error(target, lock_wait, policy.version_table) from None
+        if getattr(exc, "pgcode", None) is None:  # the server went away (crash, restart): nothing about the counts
+            raise FleetError(
+                "the connection to %s was lost during the backup (%s); no backup was written: check that the server is up, then take the backup again."
+                % (target.label, scrub(" ".join(str(exc).split())[:300], target.password))
+            ) from None
         raise FleetError(
             "counting the rows of the largest tables of %s for the manifest failed (%s); "
             "no backup was written. Set count_tables to 0 to back up without counts." % (target.label, scrub(" ".join(str(exc).split())[:300], target.password))
