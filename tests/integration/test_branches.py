@@ -113,7 +113,6 @@ def write_project(
     root: Path,
     models_extra: str = "",
     downgrades: dict[str, str] | None = None,
-    extra: dict[str, tuple[Any, str, str]] | None = None,
     upgrades: dict[str, str] | None = None,
 ) -> Path:
     """The forked project under root; returns its alembic.ini."""
@@ -122,22 +121,15 @@ def write_project(
     (root / "alembic.ini").write_text(INI)
     (root / "env.py").write_text(ENV_PY)
     (root / "script.py.mako").write_text((REPO / "tests" / "fixtures" / "hazards" / "script.py.mako").read_text())
-    graph = dict(GRAPH)
-    bodies = {rev: table_ops(rev) for rev in graph}
-    for revision, (down, up_body, down_body) in (extra or {}).items():
-        graph[revision] = (down, None)
-        bodies[revision] = (up_body, down_body)
-    tables = [rev[:4] for rev in graph if not rev.startswith("m") and rev in GRAPH]
+    tables = [rev[:4] for rev in GRAPH if not rev.startswith("m")]
     models = "import sqlalchemy as sa\n\nmetadata = sa.MetaData()\n" + "".join(
         'sa.Table("t_%s", metadata, sa.Column("id", sa.Integer, primary_key=True))\n' % name for name in tables
     )
     (root / "forked_models.py").write_text(models + models_extra)
-    for revision, (down, labels) in graph.items():
-        up, down_body = bodies[revision]
-        if downgrades and revision in downgrades:
-            down_body = downgrades[revision]
-        if upgrades and revision in upgrades:
-            up = upgrades[revision]
+    for revision, (down, labels) in GRAPH.items():
+        up, down_body = table_ops(revision)
+        up = (upgrades or {}).get(revision, up)
+        down_body = (downgrades or {}).get(revision, down_body)
         (versions / ("%s.py" % revision)).write_text(
             REVISION.format(message="revision " + revision, revision=revision, down=repr(down), labels=repr(labels), upgrade=up, downgrade=down_body)
         )
@@ -420,7 +412,7 @@ if _marker and os.path.exists(_marker):  # the revision below ran and committed:
 """
 
 
-def _kill_module_when(tmp_path: Path, cluster: PgCluster, inv: Path, flag: Path, env: dict[str, str]) -> Any:
+def _kill_module_when(cluster: PgCluster, inv: Path, flag: Path, env: dict[str, str]) -> Any:
     from support.faults import module_process, start_playbook, wait_for
 
     job = start_playbook(REPO / "migrate.yml", inv, env={PASSWORD_VAR: cluster.app_password, **env})
@@ -444,7 +436,7 @@ def test_an_upgrade_module_killed_after_its_commit_is_reported_as_it_is(tmp_path
     env_py = ini.parent / "env.py"
     env_py.write_text(SLEEPER_ENV + env_py.read_text())
     inv = inventory(tmp_path, cluster, ini, environment="prod")
-    done = _kill_module_when(tmp_path, cluster, inv, Path(str(marker) + ".sleeping"), {"FLEET_TEST_SLEEP_AFTER": str(marker), "FLEET_TEST_SKIP": ""})
+    done = _kill_module_when(cluster, inv, Path(str(marker) + ".sleeping"), {"FLEET_TEST_SLEEP_AFTER": str(marker)})
     assert done.rc != 0
     text = one_line(done.output)
     assert "the upgrade module ended without a result after its commit: the database is at m000mmmm" in text, done.output[-3000:]
@@ -463,7 +455,7 @@ def test_an_upgrade_module_killed_before_its_commit_is_reported_as_it_is(tmp_pat
         },
     )
     inv = inventory(tmp_path, cluster, ini)
-    done = _kill_module_when(tmp_path, cluster, inv, flag, {})
+    done = _kill_module_when(cluster, inv, flag, {})
     assert done.rc != 0
     text = one_line(done.output)
     assert "the upgrade module ended without a result before its commit: its transaction was rolled back" in text, done.output[-3000:]
