@@ -27,6 +27,7 @@ from context import Bench
 from infra import REPO, Clusters
 from results import Report, table
 from section_lock import section_lock
+from section_lock_held import section_lock_held
 from sections_db import section_backup, section_migrate_1gb, section_restore
 from sections_fleet import section_fleet, section_fleet_2x2
 from synthetic import write_project
@@ -38,6 +39,7 @@ SECTIONS: dict[str, Callable[[Bench], None]] = {
     "fleet-2x2": section_fleet_2x2,
     "fleet": section_fleet,
     "lock": section_lock,
+    "lock-held": section_lock_held,
 }
 
 

@@ -133,9 +133,17 @@ transactional:
   type: bool
 partial:
   description: >-
-    On failure of a non-transactional change, true - part of it may have stayed even when the revision did not move;
-    the migrate procedure then restores the backup.
+    On failure of a change that was not one transaction (O(transaction=revision), or a revision using
+    C(autocommit_block())), true - the revisions before the failing one stayed committed, and with
+    C(autocommit_block()) part of the failing one may have stayed even when the revision did not move.
   returned: on such a failure
+  type: bool
+whole_revisions:
+  description: >-
+    With RV(partial), true when every revision that stayed was committed whole and the failing one rolled back
+    entirely (O(transaction=revision), no C(autocommit_block())): downgrading back is sound, and the migrate procedure
+    does that; false means part of a revision may have stayed, and the procedure restores the backup.
+  returned: with RV(partial)
   type: bool
 ledger_entry_id:
   description: Id of the ledger row that records this change.
@@ -170,22 +178,21 @@ duration:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
-from ansible.module_utils.fleet_lock import LOCK_ARGUMENT_SPEC
-from ansible.module_utils.fleet_module import run_module
-from ansible.module_utils.fleet_ops import (
+from ansible.module_utils.fleet.core.module import FleetModule, run_module
+from ansible.module_utils.fleet.ops.operations import (
     BACKUP_OPTIONS,
     IMPORT_ERROR,
     TIMEOUT_ARGUMENT_SPEC,
     alembic_argument_spec,
     make_migrate,
 )
+from ansible.module_utils.fleet.state.ledger import LEDGER_ARGUMENT_SPEC
+from ansible.module_utils.fleet.state.lock import LOCK_ARGUMENT_SPEC
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = FleetModule(
         argument_spec=alembic_argument_spec(
             LEDGER_ARGUMENT_SPEC,
             LOCK_ARGUMENT_SPEC,

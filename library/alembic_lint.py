@@ -26,7 +26,7 @@ description:
     exist, no revision is recorded, or O(offline) from V(base)) - a fresh install blocks no one. They are listed in
     the revision's C(skipped).
   - Each rule has a level - C(error), C(warning) or C(off) - from alembic-fleet's table (see
-    C(module_utils/fleet_rules.py)), changed by O(rules). Findings of rules that are off are not reported.
+    C(module_utils/fleet/review/rules.py)), changed by O(rules). Findings of rules that are off are not reported.
   - >-
     A finding is acknowledged by revision and rule, with a reason, in the review file C(fleet-review.yml) beside
     C(alembic.ini) (C(acknowledge: {<revision>: {<rule>: <reason>}})) or in O(acknowledge), which wins per revision
@@ -69,6 +69,15 @@ options:
       - Whether unacknowledged errors block - they set C(blocked). prod sets this; dev and local only warn.
     type: bool
     default: false
+  transaction:
+    description:
+      - How the upgrade will commit (M(alembic_upgrade) O(alembic_upgrade#module:transaction)), for the rule
+        C(lock-held-through-long-work) - long work (an C(UPDATE), C(DELETE), C(INSERT ... SELECT), C(CREATE INDEX))
+        while an C(ACCESS EXCLUSIVE) lock taken earlier in the same transaction is held. V(plan) judges the whole plan
+        as one transaction, V(revision) each revision alone. Judged on the rendered SQL only.
+    type: str
+    choices: [plan, revision]
+    default: plan
   acknowledge:
     description:
       - >-
@@ -158,7 +167,9 @@ revisions:
     reversibility: {description: "C(reversible), C(lossy), C(irreversible) or C(unknown), from the revision's downgrade().", type: str}
     reversibility_reasons: {description: Why the downgrade is lossy, irreversible or unknown., type: list, elements: str}
     skipped:
-      description: Findings left out because their table cannot be in use yet (created earlier in the plan, or a fresh database), one line each.
+      description: >-
+        Findings left out, one line each - their table cannot be in use yet (created earlier in the plan, or a fresh
+        database), or their rule does not concern the database's dialect (PostgreSQL-only rules on SQLite).
       type: list
       elements: str
     transactional: {description: Whether everything the revision runs is inside its transaction., type: bool}
@@ -221,21 +232,21 @@ duration:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_lint import lint
-from ansible.module_utils.fleet_module import run_module
-from ansible.module_utils.fleet_ops import IMPORT_ERROR, alembic_argument_spec
+from ansible.module_utils.fleet.core.module import FleetModule, run_module
+from ansible.module_utils.fleet.ops.operations import IMPORT_ERROR, alembic_argument_spec
+from ansible.module_utils.fleet.review.lint import lint
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = FleetModule(
         argument_spec=alembic_argument_spec(
             target=dict(type="str", default="head"),
             offline=dict(type="bool", default=False),
             from_revision=dict(type="str", default="base"),
             rules=dict(type="dict", default={}),
             block=dict(type="bool", default=False),
+            transaction=dict(type="str", choices=["plan", "revision"], default="plan"),
             acknowledge=dict(type="dict"),
         ),
         supports_check_mode=True,

@@ -90,6 +90,11 @@ options:
     description: Whether unacknowledged review errors set C(blocked) in RV(review). The module still succeeds.
     type: bool
     default: false
+  review_transaction:
+    description: How the upgrade will commit, for O(review), as M(alembic_lint) O(alembic_lint#module:transaction).
+    type: str
+    choices: [plan, revision]
+    default: plan
   acknowledge:
     description:
       - Acknowledged review findings for O(review), as M(alembic_lint) O(alembic_lint#module:acknowledge) - revision
@@ -372,11 +377,10 @@ duration:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_common import CONNECTION_ARGUMENT_SPEC, PROJECT_ARGUMENT_SPEC
-from ansible.module_utils.fleet_module import run_module
-from ansible.module_utils.fleet_ops import (
+from ansible.module_utils.fleet.core.common import CONNECTION_ARGUMENT_SPEC, PROJECT_ARGUMENT_SPEC
+from ansible.module_utils.fleet.core.module import FleetModule, run_module
+from ansible.module_utils.fleet.ops.operations import (
     CREATE_ARGUMENT_SPEC,
     DATABASE_ENTRY_OPTIONS,
     IMPORT_ERROR,
@@ -387,7 +391,7 @@ from ansible.module_utils.fleet_ops import (
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = FleetModule(
         argument_spec=alembic_argument_spec(
             CREATE_ARGUMENT_SPEC,
             config=dict(PROJECT_ARGUMENT_SPEC["config"], required=False),
@@ -403,6 +407,7 @@ def main() -> None:
             review=dict(type="bool", default=False),
             review_rules=dict(type="dict", default={}),
             review_block=dict(type="bool", default=False),
+            review_transaction=dict(type="str", choices=["plan", "revision"], default="plan"),
             acknowledge=dict(type="dict"),
             databases=dict(type="list", elements="dict", options={**DATABASE_ENTRY_OPTIONS, "acknowledge": dict(type="dict")}),
         ),

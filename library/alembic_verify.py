@@ -110,14 +110,13 @@ duration:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_module import run_module
-from ansible.module_utils.fleet_ops import IMPORT_ERROR, alembic_argument_spec, verify
+from ansible.module_utils.fleet.core.module import FleetModule, run_module
+from ansible.module_utils.fleet.ops.operations import IMPORT_ERROR, alembic_argument_spec, verify
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = FleetModule(
         argument_spec=alembic_argument_spec(
             revision=dict(type="str", default="head"),
             expected_heads=dict(type="list", elements="str"),

@@ -159,15 +159,14 @@ duration:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_backup import BACKUP_OPTIONS, backup
-from ansible.module_utils.fleet_common import CONNECTION_ARGUMENT_SPEC, argument_spec
-from ansible.module_utils.fleet_module import run_module
+from ansible.module_utils.fleet.backup.backup import BACKUP_OPTIONS, backup
+from ansible.module_utils.fleet.core.common import CONNECTION_ARGUMENT_SPEC, argument_spec
+from ansible.module_utils.fleet.core.module import FleetModule, run_module
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = FleetModule(
         argument_spec=argument_spec(
             CONNECTION_ARGUMENT_SPEC,
             BACKUP_OPTIONS,

@@ -162,18 +162,17 @@ pg_restore_seconds:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_common import CONNECTION_ARGUMENT_SPEC, argument_spec
-from ansible.module_utils.fleet_db import SQLALCHEMY_IMPORT_ERROR
-from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
-from ansible.module_utils.fleet_lock import LOCK_ARGUMENT_SPEC
-from ansible.module_utils.fleet_module import run_module
-from ansible.module_utils.fleet_restore import restore
+from ansible.module_utils.fleet.backup.restore import restore
+from ansible.module_utils.fleet.core.common import CONNECTION_ARGUMENT_SPEC, argument_spec
+from ansible.module_utils.fleet.core.db import SQLALCHEMY_IMPORT_ERROR
+from ansible.module_utils.fleet.core.module import FleetModule, run_module
+from ansible.module_utils.fleet.state.ledger import LEDGER_ARGUMENT_SPEC
+from ansible.module_utils.fleet.state.lock import LOCK_ARGUMENT_SPEC
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = FleetModule(
         argument_spec=argument_spec(
             CONNECTION_ARGUMENT_SPEC,
             LEDGER_ARGUMENT_SPEC,

@@ -131,16 +131,15 @@ left_behind:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_drill import drill
-from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
-from ansible.module_utils.fleet_module import run_module
-from ansible.module_utils.fleet_ops import IMPORT_ERROR, alembic_argument_spec
+from ansible.module_utils.fleet.backup.drill import drill
+from ansible.module_utils.fleet.core.module import FleetModule, run_module
+from ansible.module_utils.fleet.ops.operations import IMPORT_ERROR, alembic_argument_spec
+from ansible.module_utils.fleet.state.ledger import LEDGER_ARGUMENT_SPEC
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = FleetModule(
         argument_spec=alembic_argument_spec(
             LEDGER_ARGUMENT_SPEC,
             backup_dir=dict(type="path"),

@@ -46,16 +46,15 @@ ledger_entry_id:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_common import CONNECTION_ARGUMENT_SPEC, argument_spec
-from ansible.module_utils.fleet_ledger import LEDGER_ARGUMENT_SPEC
-from ansible.module_utils.fleet_lock import unlock
-from ansible.module_utils.fleet_module import run_module
+from ansible.module_utils.fleet.core.common import CONNECTION_ARGUMENT_SPEC, argument_spec
+from ansible.module_utils.fleet.core.module import FleetModule, run_module
+from ansible.module_utils.fleet.state.ledger import LEDGER_ARGUMENT_SPEC
+from ansible.module_utils.fleet.state.lock import unlock
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(CONNECTION_ARGUMENT_SPEC, LEDGER_ARGUMENT_SPEC), supports_check_mode=True)
+    module = FleetModule(argument_spec=argument_spec(CONNECTION_ARGUMENT_SPEC, LEDGER_ARGUMENT_SPEC), supports_check_mode=True)
     run_module(module, unlock)
 
 

@@ -20,14 +20,14 @@ description:
   - "B(Reasons) (red cells: the database is red and the run fails), each prefixed with
     C(<environment>/<host>/<name>:), the list sorted:"
   - "'status failed: <msg>' - the status call failed or the host was unreachable."
-  - "'N revision(s) behind head' - revisions are pending."
+  - "'N revisions behind head' (or '1 revision behind head') - revisions are pending."
   - "'schema drift: <difference>' - one per schema difference that is not in the drift's C(allowed) list."
   - "'models differ from the database: <difference>' - one per model difference that is not allowed."
   - "'newest backup is 30.0 h old (limit 26 h)' - the newest backup is older than O(max_backup_age_hours)."
   - "'no backup' - the database has no backup while O(require_backup)."
   - "'last restore drill failed (<time>; <msg>)' - always, whatever O(max_drill_age_days)."
   - "'no successful restore drill in 7 days' - with O(max_drill_age_days) above 0 and no successful drill that recent."
-  - "'review blocks: N error(s)' - the review of the pending revisions blocks them."
+  - "'review blocks: N errors' (or '1 error') - the review of the pending revisions blocks them."
   - "B(Amber) (worth a look, does not fail) - a field the status does not carry or cannot be read (C(unknown)),
     schema or model drift not checked, review errors or warnings that do not block, the run lock held right now,
     several heads, no successful run recorded, a backup or drill of unknown age where it is judged. These are listed
@@ -83,7 +83,10 @@ options:
       - Left out, no metrics are written.
     type: path
   fail_on_attention:
-    description: Fail (after writing the reports) when any database needs attention.
+    description:
+      - Fail (after writing the reports) when any database needs attention.
+      - The role's status.yml sets V(false) and fails, from RV(databases), only the hosts with a database that
+        needs attention, each with its own reasons.
     type: bool
     default: true
   now:
@@ -176,22 +179,50 @@ reasons:
   returned: when the report was judged
   type: list
   elements: str
-  sample: ["prod/db1/equities: 2 revision(s) behind head", "prod/db2/algorithms: no backup"]
+  sample: ["prod/db1/equities: 2 revisions behind head", "prod/db2/algorithms: no backup"]
 notes:
   description: Amber findings, worth a look but no reason to fail, in the same form, sorted.
   returned: when the report was judged
   type: list
   elements: str
+databases:
+  description:
+    - The verdict per database, sorted by environment, host and name - what a play needs to print one summary line
+      per database and to fail exactly the hosts with a database that needs attention (O(fail_on_attention=false)).
+  returned: when the report was judged
+  type: list
+  elements: dict
+  contains:
+    key: {description: "C(<host>/<name>).", type: str}
+    environment: {description: The database's environment., type: str}
+    host: {description: The database's host (the inventory hostname)., type: str}
+    name: {description: The database's name., type: str}
+    colour: {description: "C(green), C(amber) or C(red).", type: str}
+    attention: {description: "Why it needs attention (its reasons, without the prefix); empty when it does not.", type: list, elements: str}
+    notes: {description: Its amber findings, without the prefix., type: list, elements: str}
+    line:
+      description: >-
+        Its summary, one line - C(<host>/<name>: at <revision> (head), 0 pending, backup 3.0 h old, ...) or
+        C(<host>/<name>: NEEDS ATTENTION - <reason>; <reason>).
+      type: str
+  sample:
+    - key: db2/equities
+      environment: prod
+      host: db2
+      name: equities
+      colour: red
+      attention: ["2 revisions behind head"]
+      notes: []
+      line: "db2/equities: NEEDS ATTENTION - 2 revisions behind head"
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.fleet_module import run_module
-from ansible.module_utils.fleet_render import report
+from ansible.module_utils.fleet.core.module import FleetModule, run_module
+from ansible.module_utils.fleet.report.render import report
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = FleetModule(
         argument_spec=dict(
             databases=dict(type="list", elements="dict", required=True),
             report_dir=dict(type="path", required=True),

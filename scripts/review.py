@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "module_utils") not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(str(REPO / "module_utils"))
 
-from ansible.module_utils.fleet_common import FleetError  # noqa: E402
-from ansible.module_utils.fleet_lint import lint  # noqa: E402
+from ansible.module_utils.fleet.core.common import FleetError  # noqa: E402
+from ansible.module_utils.fleet.review.lint import lint  # noqa: E402
 
 OFFLINE_URLS = {"postgresql": "postgresql://review@localhost/review", "sqlite": "sqlite:///review.db"}
 EXIT_OK, EXIT_BLOCKED, EXIT_BAD_INPUT = 0, 1, 2

@@ -1,5 +1,7 @@
 # Test-wide setup: make this repo's module_utils importable as
-# ansible.module_utils.fleet_* (as AnsiballZ does for the modules), and provide
+# ansible.module_utils.fleet.<package>.<module> (as AnsiballZ does for the
+# modules: module_utils/ joins ansible.module_utils' path, so its package fleet/
+# is found there), and provide
 # the PostgreSQL clusters that stand for two hosts.
 from __future__ import annotations
 

@@ -142,4 +142,15 @@ options:
     description: Base delay in seconds between lock retries (doubled each time, with jitter).
     type: float
     default: 1.0
+  transaction:
+    description:
+      - V(plan) runs every pending revision in one transaction - all or nothing - so a lock taken by an early
+        revision (an C(ALTER TABLE) takes C(ACCESS EXCLUSIVE)) is held until the last one commits, through any long
+        backfill after it. V(revision) commits each revision on its own, so the application waits at most for one
+        revision; a failure then leaves the revisions before it committed (RV(partial), RV(whole_revisions)) and the
+        migrate procedure downgrades them back.
+      - A revision that uses C(autocommit_block()) is committed in Alembic's own transactions either way.
+    type: str
+    choices: [plan, revision]
+    default: plan
 """

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible.module_utils import fleet_ops
 
-from ansible.module_utils.fleet_alembic import explain_migration_failure
+from ansible.module_utils.fleet.alembic.run import AlembicRun, explain_migration_failure, open_run
 from support.ansible_run import module
 from support.edge_projects import CREATE_ACCOUNT, DROP_ACCOUNT, EMPTY_METADATA, data_migration_chain, revision, write_project
 
@@ -95,9 +94,9 @@ def test_a_failure_inside_batch_alter_table_names_the_revision_file_and_line(tmp
     assert versions(database) == ["aa01"]
 
 
-def failure_of(ini: Path, database: Path) -> tuple[BaseException, fleet_ops.AlembicRun]:
-    """Upgrade to head in this process and return what it raised, with the run (as fleet_ops._apply has them)."""
-    run = fleet_ops._open({"config": str(ini), "url": "sqlite:///%s" % database, "password": None})
+def failure_of(ini: Path, database: Path) -> tuple[BaseException, AlembicRun]:
+    """Upgrade to head in this process and return what it raised, with the run (as the upgrade operation has them)."""
+    run = open_run({"config": str(ini), "url": "sqlite:///%s" % database, "password": None})
     sqlite3.connect(database).close()
     with run.session():
         with pytest.raises(Exception) as raised:

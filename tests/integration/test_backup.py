@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from ansible.module_utils.fleet_backup import orphan_partials
-from ansible.module_utils.fleet_retention import apply_retention, plan_retention
+from ansible.module_utils.fleet.backup.backup import orphan_partials
+from ansible.module_utils.fleet.backup.retention import apply_retention, plan_retention
 from support.ansible_run import Run, module
 from support.faults import descendants, start_module, wait_for
 from support.pgcluster import PgCluster, pg_bin_dir

@@ -177,6 +177,7 @@ CASES = [
     # -- a wrong type ------------------------------------------------------------------------------------------
     case("type", "alembic_status", {"connect_timeout": "soon"}, "argument 'connect_timeout' is of type str", "unable to convert to int"),
     case("type", "alembic_upgrade", {"record": "not-a-dict"}, "dictionary requested"),
+    case("type", "alembic_status", {**MANY, "databases": ENTRY}, "a mapping cannot be converted to a list", "write it as a YAML list"),
     case("type", "alembic_downgrade", {"lock_wait": "soon"}, "argument 'lock_wait' is of type str", "unable to convert to float"),
     case("type", "alembic_stamp", {"require_schema_match": "perhaps"}, "argument 'require_schema_match'", "unable to convert to bool"),
     case("type", "alembic_status", {"ledger_limit": [1]}, "argument 'ledger_limit' is of type list", "unable to convert to int"),

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ansible.module_utils.fleet_alembic import AlembicRun, load_project
-from ansible.module_utils.fleet_catalog import Item, compare_inventories, excerpts, inventory_of, read_inventory, table_of_difference
-from ansible.module_utils.fleet_common import parse_target
-from ansible.module_utils.fleet_scratch import expected_schema_differences
+from ansible.module_utils.fleet.alembic.run import AlembicRun, load_project
+from ansible.module_utils.fleet.core.common import parse_target
+from ansible.module_utils.fleet.schema.scratch import expected_schema_differences
+from ansible.module_utils.fleet.schema.snapshot import Item, compare_inventories, excerpts, inventory_of, read_inventory, table_of_difference
 from support.ansible_run import REPO, module
 from support.pgcluster import PgCluster
 

@@ -7,7 +7,9 @@ Each test ends with nothing lost and the next normal run succeeding.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -20,6 +22,7 @@ import yaml
 
 from support.ansible_run import REPO, Run, playbook
 from support.faults import (
+    cmdline,
     db_args,
     fleet_sessions,
     pgpass_dirs,
@@ -243,6 +246,76 @@ def test_server_stopped_mid_upgrade_fails_readably_and_changes_nothing(fresh_pg:
         outcomes = [r["outcome"] for r in ledger(db1, "equities")]
         assert outcomes[-1] == "succeeded" and "running" not in outcomes, outcomes
         assert pgpass_dirs(scratch) == [], "a failed run leaves no PGPASSFILE behind"
+    finally:
+        wipe(scratch)
+
+
+@pytest.mark.parametrize("count_tables", [10, 0], ids=["with-counts", "without-counts"])
+def test_server_stopped_mid_backup_says_the_connection_was_lost_and_nothing_else(fresh_pg: list[PgCluster], tmp_path: Path, count_tables: int) -> None:
+    """A crash during a backup is said as such: no hint about counting rows, no advice to restore anything."""
+    db1 = fresh_pg[0]
+    scratch = tmp_path / "scratch"
+    env = run_env(db1, scratch)
+    try:
+        to_head(db1, scratch)
+        locker = db1.connect("equities")
+        locker.autocommit = False
+        with locker.cursor() as cur:
+            cur.execute("LOCK TABLE companies IN ACCESS EXCLUSIVE MODE")  # the backup waits here, still connected
+        args = {
+            **db_args(db1),
+            "backup_root": str(tmp_path / "backups"),
+            "environment": "prod",
+            "host": "db1",
+            "name": "equities",
+            "count_tables": count_tables,
+            "lock_wait_timeout": 60,
+        }
+        job = start_module("db_backup", args, env=env)
+        try:
+            wait_for("the backup waiting on the lock", lambda: sessions(db1, "equities", "wait_event_type = 'Lock'") or not job.running(), timeout=60)
+            assert job.running(), job.wait().output[-3000:]
+            db1.stop()
+            run, result = job.wait(timeout=60), job.result()
+        finally:
+            locker.close()
+            db1.start()
+            if job.running():
+                job.kill()
+        message = one_line_failure(run, result, fresh_pg)
+        assert "no backup was written" in message, message
+        assert "count_tables" not in message and "restore" not in message, message
+        assert re.search(r"connection .*lost|closed the connection|terminating connection|server", message), message
+        assert [p for p in (tmp_path / "backups").rglob("*") if p.is_file()] == [], "nothing is left in the backup root"
+    finally:
+        wipe(scratch)
+
+
+def _is_the_dump(argv: list[str]) -> bool:
+    return bool(argv) and Path(argv[0]).name == "pg_dump" and any(arg.startswith("--file=") for arg in argv)
+
+
+def test_a_killed_pg_dump_is_said_as_killed(fresh_pg: list[PgCluster], tmp_path: Path) -> None:
+    db1 = fresh_pg[0]
+    scratch = tmp_path / "scratch"
+    env = run_env(db1, scratch)
+    try:
+        to_head(db1, scratch)
+        locker = db1.connect("equities")
+        locker.autocommit = False
+        with locker.cursor() as cur:
+            cur.execute("LOCK TABLE companies IN ACCESS EXCLUSIVE MODE")  # pg_dump waits here, alive
+        args = {**db_args(db1), "backup_root": str(tmp_path / "backups"), "environment": "prod", "host": "db1", "name": "equities", "count_tables": 0}
+        job = start_module("db_backup", {**args, "lock_wait_timeout": 60}, env=env)
+        try:
+            # The dump itself (it has --file=), not the `pg_dump --version` the module runs first to compare versions.
+            dumps = wait_for("pg_dump", lambda: [pid for pid in job.tree() if _is_the_dump(cmdline(pid))], 60)
+            os.kill(dumps[0], signal.SIGKILL)
+            run, result = job.wait(timeout=60), job.result()
+        finally:
+            locker.close()
+        message = one_line_failure(run, result, fresh_pg)
+        assert "pg_dump of" in message and "was killed by signal 9" in message and "no backup was written" in message, message
     finally:
         wipe(scratch)
 

@@ -57,8 +57,8 @@ def test_break_glass_release_ends_a_stuck_holder_only_when_confirmed(tmp_path: P
     inventory = make_inventory(tmp_path, fresh_pg)
     assert run(inventory, "migrate.yml", fresh_pg, "-l", "db1").rc == 0
     # A stuck run: an alembic-fleet session that still holds the database's run lock.
-    from ansible.module_utils.fleet_common import parse_target
-    from ansible.module_utils.fleet_lock import lock_key
+    from ansible.module_utils.fleet.core.common import parse_target
+    from ansible.module_utils.fleet.state.lock import lock_key
 
     key = lock_key(parse_target(conn_args(db1)["url"], None))
     stuck = db1.connect("equities", superuser=False)

@@ -1,17 +1,22 @@
 """alembic_lint on the hazards fixture: exactly the expected findings per revision, none on the safe twins, the
 policy, acknowledgements, read-only. And on review_cases, a history shaped like the ones we did not write (issue
 14): fresh installs, tables created earlier in the plan, acknowledgements outside the revision files, unknown
-reversibility, what the source cannot tell, the block message."""
+reversibility, what the source cannot tell, the block message. And on SQLite (issue 16, point 12): no
+PostgreSQL-only rule, and batch mode's table copy judged by what the revision does, not by the copy's DROP TABLE."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from ansible.module_utils.fleet.review.rules import RULES
 from support.ansible_run import REPO, module
 from support.pgcluster import PgCluster
 
@@ -37,10 +42,12 @@ def rules(result: dict[str, Any]) -> dict[str, set[str]]:
 # Exactly what the hazards fixture must yield under the built-in levels for a database at 0001 (accounts exists):
 # one hazard per revision, and nothing on the safe twins (0006 a concurrent index in an autocommit block, 0007 NOT
 # NULL with a server default and a new table's index, 0010 a CHECK added NOT VALID, 0016 a data migration of its
-# own). 0012 renames and 0014 drops a table that 0007 creates in the same plan: no one can be using it yet.
+# own). 0012 renames and 0014 drops a table that 0007 creates in the same plan: no one can be using it yet. In one
+# transaction for the whole plan, 0003's index build and 0013's rewrite run while the ACCESS EXCLUSIVE lock an earlier
+# revision took (0002's ALTER TABLE accounts, 0011's rename) is still held: lock-held-through-long-work.
 EXPECTED: dict[str, set[tuple[str, str]]] = {
     "0002": {("adding-required-field", "error")},
-    "0003": {("require-concurrent-index-creation", "error")},
+    "0003": {("require-concurrent-index-creation", "error"), ("lock-held-through-long-work", "warning")},
     "0004": {("ban-drop-column", "error")},
     "0005": {("irreversible-downgrade", "error")},
     "0006": set(),
@@ -50,7 +57,7 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "0010": set(),
     "0011": {("renaming-column", "error")},
     "0012": set(),
-    "0013": {("changing-column-type", "error")},
+    "0013": {("changing-column-type", "error"), ("lock-held-through-long-work", "warning")},
     "0014": set(),
     "0015": {("mixed-data-and-schema", "warning")},
     "0016": set(),
@@ -112,14 +119,14 @@ def test_the_hazards_yield_exactly_the_expected_findings_and_the_safe_twins_none
     assert fallback["sql_rendered"] is False and "reviewed from the source" in fallback["note"]
     assert {f["source"] for f in fallback["findings"]} == {"alembic-fleet (source)"}
     errors = sum(1 for e in result["revisions"] for f in e["findings"] if f["severity"] == "error" and not f["acknowledged"])
-    assert result["summary"] == {"errors": errors, "warnings": 3, "acknowledged": 1} and errors == 11
+    assert result["summary"] == {"errors": errors, "warnings": 5, "acknowledged": 1} and errors == 11
     assert len(result["errors"]) == errors and result["blocked"] is False, "block is off by default"
-    assert all(line.startswith("00") for line in result["report"]) and len(result["report"]) == errors + 4
+    assert all(line.startswith("00") for line in result["report"]) and len(result["report"]) == errors + 6
 
 
 def test_tables_that_existed_before_the_plan_are_still_reviewed() -> None:
     result = lint({"url": PG_URL, "offline": True, "from_revision": "0011", "target": "0014"})
-    assert rules(result) == {"0012": {"renaming-table"}, "0013": {"changing-column-type"}, "0014": {"ban-drop-table"}}
+    assert rules(result) == {"0012": {"renaming-table"}, "0013": {"changing-column-type", "lock-held-through-long-work"}, "0014": {"ban-drop-table"}}
 
 
 def test_a_fresh_install_from_base_blocks_nothing_it_cannot_block() -> None:
@@ -345,3 +352,124 @@ def test_the_block_message_lists_every_way_out(tmp_path: Path) -> None:
     ]
     assert result["review_file"] == review_file
     assert lint_cases(ini, from_revision=SHAPE)["block_message"] == [], "only a blocking review has one"
+
+
+# -- dialects (issue 16, point 12) -------------------------------------------------------------------------------------
+SQLITE_URL = "sqlite:///review.db"  # offline: never opened
+POSTGRESQL_ONLY = {name for name, rule in RULES.items() if rule.dialects == ("postgresql",)}
+# The hazards on SQLite from 0001: what concerns every dialect (data loss, renames, required columns, downgrades,
+# data and schema mixed); the index, constraint, type-change and held-lock findings of EXPECTED are PostgreSQL's.
+EXPECTED_SQLITE = {
+    "0002": {("adding-required-field", "error")},
+    "0004": {("ban-drop-column", "error")},
+    "0005": {("irreversible-downgrade", "error")},
+    "0011": {("renaming-column", "error")},
+    "0015": {("mixed-data-and-schema", "warning")},
+    "0018": {("irreversible-downgrade", "error")},
+    "0019": {("ban-drop-column", "error")},
+    "0020": {("adding-required-field", "error"), ("mixed-data-and-schema", "warning")},
+}
+
+
+def test_a_sqlite_plan_gets_no_postgresql_only_finding_and_a_postgresql_plan_still_does(offline_pg: dict[str, Any]) -> None:
+    result = lint({"url": SQLITE_URL, "offline": True, "from_revision": "0001"})
+    found = {e["revision"]: {(f["rule"], f["severity"]) for f in e["findings"]} for e in result["revisions"]}
+    assert {rev: rules for rev, rules in found.items() if rules} == EXPECTED_SQLITE
+    entries = by_revision(result)
+    assert entries["0003"]["skipped"] == [
+        "require-concurrent-index-creation on accounts: a rule for postgresql only, and this database is sqlite",
+        "lock-held-through-long-work on accounts: a rule for postgresql only, and this database is sqlite",
+    ]
+    assert entries["0008"]["skipped"] == ["adding-foreign-key-constraint on accounts: a rule for postgresql only, and this database is sqlite"]
+    assert not any("require-lock-timeout" in line for e in result["revisions"] for line in e["skipped"]), "a rule that is off is not listed"
+    assert "PostgreSQL-only rules are left out" in entries["0002"]["note"]
+    # The same plan for PostgreSQL keeps them.
+    postgresql = {f["rule"] for e in offline_pg["revisions"] for f in e["findings"]}
+    assert postgresql & POSTGRESQL_ONLY == {
+        "require-concurrent-index-creation",
+        "lock-held-through-long-work",
+        "adding-foreign-key-constraint",
+        "constraint-missing-not-valid",
+        "changing-column-type",
+    }
+
+
+def _revision(revision: str, down: str | None, upgrade: str, downgrade: str) -> str:
+    body = """
+        import sqlalchemy as sa
+        from alembic import op
+
+        revision = {revision!r}
+        down_revision = {down!r}
+        T = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.Text))
+
+
+        def upgrade():
+        {upgrade}
+
+
+        def downgrade():
+        {downgrade}
+        """
+    return textwrap.dedent(body).format(revision=revision, down=down, upgrade=upgrade, downgrade=downgrade)
+
+
+def batch_project(tmp_path: Path) -> str:
+    """t created, then rewritten by batch mode twice: a type change with an index, then a dropped column."""
+    project = tmp_path / "batch"
+    (project / "versions").mkdir(parents=True)
+    for name in ("alembic.ini", "env.py", "script.py.mako"):
+        shutil.copy(REPO / "tests" / "fixtures" / "hazards" / name, project / name)
+    revisions = {
+        "0001_t.py": _revision("0001", None, '    op.create_table("t", *[c.copy() for c in T.columns])', '    op.drop_table("t")'),
+        "0002_retype.py": _revision(
+            "0002",
+            "0001",
+            '    with op.batch_alter_table("t", copy_from=T) as batch_op:\n'
+            '        batch_op.alter_column("name", type_=sa.String(40))\n'
+            '        batch_op.create_index("ix_t_name", ["name"])',
+            '    with op.batch_alter_table("t", copy_from=T) as batch_op:\n        batch_op.drop_index("ix_t_name")',
+        ),
+        "0003_drop_name.py": _revision(
+            "0003",
+            "0002",
+            '    with op.batch_alter_table("t", copy_from=T) as batch_op:\n        batch_op.drop_column("name")',
+            '    op.add_column("t", sa.Column("name", sa.Text))',
+        ),
+    }
+    for name, text in revisions.items():
+        (project / "versions" / name).write_text(text)
+    return str(project / "alembic.ini")
+
+
+def test_batch_mode_table_copies_on_sqlite_are_judged_by_what_the_revision_does(tmp_path: Path) -> None:
+    ini = batch_project(tmp_path)
+    result = lint({"config": ini, "url": SQLITE_URL, "offline": True, "from_revision": "0001"})
+    entries = by_revision(result)
+    assert all(e["sql_rendered"] for e in entries.values()), "batch mode renders offline with copy_from"
+    # 0002 copies t to change a type: no DROP TABLE, rename or data migration of its own, and only PostgreSQL's rules.
+    assert entries["0002"]["findings"] == []
+    assert all("a rule for postgresql only" in line for line in entries["0002"]["skipped"]), entries["0002"]["skipped"]
+    # 0003's copy leaves the column out: that is the column's loss, and t is still the table it was (not a new one).
+    assert [(f["rule"], f["table"], f["severity"]) for f in entries["0003"]["findings"]] == [("ban-drop-column", "t", "error")]
+    assert entries["0003"]["skipped"] == []
+    # Created earlier in the plan, the same copies harm no one.
+    fresh = by_revision(lint({"config": ini, "url": SQLITE_URL, "offline": True}))
+    assert fresh["0003"]["findings"] == [] and fresh["0003"]["skipped"] == [
+        "ban-drop-column on t: the database was empty before this run, so nothing can be blocked"
+    ]
+
+
+def review_script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "review.py"), *args], capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_scripts_review_for_sqlite_passes_when_only_postgresql_concerns_remain() -> None:
+    plan = ("--env", "prod", "--from", "0002", "--to", "0003", HAZARDS_INI)  # 0003: CREATE INDEX on accounts
+    sqlite = review_script("--dialect", "sqlite", *plan)
+    assert sqlite.returncode == 0, sqlite.stderr[-2000:]
+    assert "0 error(s)" in sqlite.stderr
+    postgresql = review_script("--dialect", "postgresql", *plan)
+    assert postgresql.returncode == 1 and "error require-concurrent-index-creation on accounts" in postgresql.stderr, postgresql.stderr[-2000:]
+    bundled = review_script("--dialect", "sqlite", "--env", "prod")
+    assert bundled.returncode == 0 and " error " not in bundled.stderr, bundled.stderr[-2000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -19,12 +20,18 @@ def sqlite_version(path: Path) -> list[str]:
         return [row[0] for row in conn.execute("select version_num from alembic_version")]
 
 
+def review_errors(output: str) -> list[str]:
+    """Every review error a run printed ('<revision> (<file>.py): error <rule> ...'), whitespace collapsed."""
+    return re.findall(r"\w+ \(\S+\.py\): error [a-z][\w-]+", " ".join(output.split()))
+
+
 def test_migrate_local_brings_both_sqlite_databases_to_head_then_changes_nothing(tmp_path: Path) -> None:
     dbdir = tmp_path / "local"
     extra = ("-e", "fleet_local_db_dir=%s" % dbdir, "-e", "fleet_backup_root=%s" % (tmp_path / "backups"))
     check = playbook(REPO / "migrate.yml", REPO / "inventory" / "hosts.yml", "-l", "local", "--check", "--diff", *extra)
     assert check.rc == 0, check.output[-3000:]
     assert "CREATE TABLE companies" in check.output
+    assert review_errors(check.output) == [], "the review judged SQLite by PostgreSQL's rules (issue 16, point 12)"
     assert not dbdir.exists(), "--check created the SQLite directory"
 
     first = playbook(REPO / "migrate.yml", REPO / "inventory" / "hosts.yml", "-l", "local", *extra)
@@ -33,6 +40,7 @@ def test_migrate_local_brings_both_sqlite_databases_to_head_then_changes_nothing
     assert sqlite_version(dbdir / "equities.db") == [head_of("equities")]
     assert sqlite_version(dbdir / "algorithms.db") == [head_of("algorithms")]
     assert "localhost/equities: upgraded base -> %s" % head_of("equities") in first.output
+    assert review_errors(first.output) == [], "the first local run printed review errors"
 
     second = playbook(REPO / "migrate.yml", REPO / "inventory" / "hosts.yml", "-l", "local", *extra)
     assert second.rc == 0, second.output[-3000:]

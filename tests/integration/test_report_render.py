@@ -100,7 +100,7 @@ EXPECTED_JSON = {
     "state": "red",
     "attention": True,
     "summary": {"databases": 3, "red": 1, "amber": 1, "green": 1},
-    "reasons": ["prod/db2/equities: 2 revision(s) behind head", "prod/db2/equities: newest backup is 30.0 h old (limit 26 h)"],
+    "reasons": ["prod/db2/equities: 2 revisions behind head", "prod/db2/equities: newest backup is 30.0 h old (limit 26 h)"],
     "notes": ["dev/db1/equities: run lock held (run_id r-7, pid 7)", "prod/db2/equities: no successful alembic-fleet run recorded"],
     "policy": POLICY,
     "databases": [
@@ -138,7 +138,7 @@ EXPECTED_JSON = {
             "status_ok": True,
             "policy": POLICY,
             "colour": "red",
-            "reasons": ["2 revision(s) behind head", "newest backup is 30.0 h old (limit 26 h)"],
+            "reasons": ["2 revisions behind head", "newest backup is 30.0 h old (limit 26 h)"],
             "notes": ["no successful alembic-fleet run recorded"],
             "cells": cells(
                 **{
@@ -176,7 +176,7 @@ def test_report_files_and_failure_on_attention(tmp_path: Path) -> None:
     assert run.rc != 0, run.output
     json_path = reports / "status.json"
     assert result["msg"] == (
-        "1 database(s) need attention: prod/db2/equities: 2 revision(s) behind head; "
+        "1 database(s) need attention: prod/db2/equities: 2 revisions behind head; "
         "prod/db2/equities: newest backup is 30.0 h old (limit 26 h); see %s" % json_path
     ), run.output
     assert result["attention"] is True and result["changed"] is True

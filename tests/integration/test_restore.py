@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
-from ansible.module_utils.fleet_ledger import SUCCEEDED, Ledger, RunRecord
+from ansible.module_utils.fleet.state.ledger import SUCCEEDED, Ledger, RunRecord
 from support.ansible_run import Run, module
 from support.pgcluster import PgCluster
 

@@ -15,7 +15,7 @@ import psycopg2.extensions
 import pytest
 from psycopg2 import sql
 
-from ansible.module_utils.fleet_restore import dump_owners, entry_owner, guc_list, restore_passes
+from ansible.module_utils.fleet.backup.restore import dump_owners, entry_owner, guc_list, restore_passes
 from support.pgcluster import PgCluster
 
 from .test_bad_input import EQUITIES_INI, conn_args, fails_with

@@ -163,6 +163,7 @@ def test_review_playbook_writes_the_report_and_fails_only_where_policy_blocks(tm
         "adding-required-field",
         "require-concurrent-index-creation",
         "ban-drop-column",
+        "lock-held-through-long-work",  # 0003's index build while 0002's ALTER TABLE holds accounts
     }
     algorithms = next(d for d in data["databases"] if d["name"] == "algorithms")
     assert algorithms["blocked"] is False and algorithms["pending_count"] == 4 and algorithms["current"] == []

@@ -144,3 +144,11 @@ def test_each_database_needs_a_name_of_its_own(tmp_path: Path, book: str, name: 
     assert tasks_run(result.output)[-1] == "migrate : Every database entry has a name of its own", tasks_run(result.output)
     assert SECRET not in result.output, "a database password was printed"
     assert not (tmp_path / "db").exists() and not (tmp_path / "backups").exists()
+
+
+def test_a_database_name_yaml_read_as_a_number_is_said_so(tmp_path: Path) -> None:
+    result = run(tmp_path, "migrate.yml", "-e", databases(tmp_path, name=12345))
+    out = " ".join(result.output.split())
+    assert result.rc != 0, out[-3000:]
+    assert "the name 12345 is not text (YAML read it as int): quote it, name: '12345'; nothing was touched." in out, out[-3000:]
+    assert not (tmp_path / "db").exists() and not (tmp_path / "backups").exists()

@@ -210,7 +210,8 @@ def test_verify_failure_is_rolled_back_automatically(tmp_path: Path, fresh_pg: l
     assert run(plain, "migrate.yml", fresh_pg, "-l", "db1").rc == 0
     ini = project_copy(tmp_path, ("0dd0dd0dd0dd", "e5f7293c4a65", "unused"))
     (ini.parent / "versions" / "20260101_0000_0dd0dd0dd0dd_extra_unused.py").write_text(UNMODELLED_REVISION)
-    inventory = make_inventory(tmp_path / "drift", fresh_pg, projects={"equities": str(ini)})
+    # The downgrade drops companies.half_done: prod allows that only with fleet_rollback_allow_data_loss (the next test).
+    inventory = make_inventory(tmp_path / "drift", fresh_pg, projects={"equities": str(ini)}, fleet_rollback_allow_data_loss=True)
 
     failed = run(inventory, "migrate.yml", fresh_pg, "-l", "db1")
     assert failed.rc != 0

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ansible.module_utils.fleet_drift import allowed_by, diff_table_of
-from ansible.module_utils.fleet_ledger import FAILED, SUCCEEDED, Ledger, RunRecord
+from ansible.module_utils.fleet.ops.drift import allowed_by, diff_table_of
+from ansible.module_utils.fleet.state.ledger import FAILED, SUCCEEDED, Ledger, RunRecord
 from support.ansible_run import module
 from support.pgcluster import PgCluster
 

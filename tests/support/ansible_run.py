@@ -31,6 +31,12 @@ class Run:
                 counters[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
         return counters
 
+    def summary(self) -> list[str]:
+        """The lines of the alembic_fleet callback's SUMMARY block (between its banner and the recap), empty ones left out."""
+        assert "SUMMARY *" in self.output, "no SUMMARY block:\n%s" % self.output[-4000:]
+        block = self.output.split("SUMMARY *", 1)[1].split("PLAY RECAP", 1)[0]
+        return [line for line in block.splitlines()[1:] if line.strip()]
+
     def changed_total(self) -> int:
         return sum(c.get("changed", 0) for c in self.recap().values())
 
@@ -41,6 +47,9 @@ def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        # The tests read Ansible's own output, task by task (ok, skipping, "FAILED! => {...}"); the tests of the
+        # operator's screen (test_screen.py) ask for ansible.cfg's alembic_fleet callback themselves.
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
         ANSIBLE_LOCAL_TEMP=str(Path(os.environ.get("TMPDIR", "/tmp")) / "fleet-ansible-local"),
         PATH="%s:%s" % (BIN, env.get("PATH", "")),
     )

@@ -17,6 +17,9 @@ PostgreSQL refuses to run as root.  When the tests run as root, ``initdb`` and
 owned by the ``postgres`` user; the base directory must therefore be traversable
 by that user (the default, a ``fleet-pg-*`` directory created with mode 0755
 under the system temp dir, is; pytest's ``tmp_path`` is *not*).
+
+``pgcluster_cli`` beside this file starts and stops these clusters from the
+command line, for callers outside pytest (the molecule ``postgres`` scenario).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -326,6 +329,14 @@ class PgCluster:
             time.sleep(0.02)
         _reap(pid)
 
+    def leave_running(self) -> None:
+        """Take the cluster off the stop-at-exit list, so it outlives this process.
+
+        For a process that starts a cluster for others to use and then exits
+        (``pgcluster_cli start``); whoever stops it later uses :meth:`stop`.
+        """
+        _LIVE.pop(self.base_dir, None)
+
     def destroy(self) -> None:
         """Stop the server and remove ``base_dir`` entirely."""
         try:
@@ -416,11 +427,14 @@ def _initdb(cluster: PgCluster, ids: tuple[int, int] | None) -> None:
         fh.write("\ninclude = 'fleet.conf'\n")
 
 
-def start_cluster(name: str, *, root: Path | None = None) -> PgCluster:
+def start_cluster(name: str, *, root: Path | None = None, on_create: Callable[[PgCluster], None] | None = None) -> PgCluster:
     """initdb + start a fresh cluster and create the LOGIN CREATEDB app role.
 
     ``root``: parent directory for the cluster's base dir (default: the system temp
     dir).  When running as root it must be traversable by the ``postgres`` user.
+    ``on_create``: called with the cluster as soon as its base dir exists, before
+    initdb, so a caller can record where it is before anything can be left
+    running (the port may still change if the first one is taken meanwhile).
     No application databases are created.
     """
     bin_dir = pg_bin_dir()
@@ -438,6 +452,8 @@ def start_cluster(name: str, *, root: Path | None = None) -> PgCluster:
         bin_dir=bin_dir,
     )
     try:
+        if on_create is not None:
+            on_create(cluster)
         base_dir.chmod(0o755)
         _check_traversable(base_dir, ids)
         for d in (cluster.data_dir, cluster.socket_dir):

@@ -6,8 +6,11 @@ print it.  Leak checks compare and report only *labels*.
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,3 +225,81 @@ def test_unreachable_root_dir_is_rejected_clearly(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="not traversable"):
         start_cluster("delta", root=private)
     assert list(private.iterdir()) == []
+
+
+# ---------------------------------------------------------------- the command line (pgcluster_cli)
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m support.pgcluster_cli`` as the molecule scenario does (PYTHONPATH=tests)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    argv = [sys.executable, "-m", "support.pgcluster_cli", *map(str, args)]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+def test_cli_start_connect_stop_and_stop_again(tmp_path: Path) -> None:
+    state_file, password_file = tmp_path / "state.json", tmp_path / "password"
+    started = _cli("start", "--state", state_file, "--password-file", password_file, "--database", "equities", "--name", "cli-test")
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    base_dir = Path(state.get("base_dir", tmp_path / "none"))
+    try:
+        assert started.returncode == 0, started.stderr
+        password = password_file.read_text().strip()
+        # The password is in its own 0600 file only: not in the record, not in what start printed.
+        for path in (state_file, password_file):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        places = {"state file": state_file.read_text(), "stdout": started.stdout, "stderr": started.stderr}
+        has_password = len(password) >= 16  # compared, never shown: pytest would print it in a failed assert
+        assert has_password
+        assert [label for label, text in places.items() if password in text] == []
+        assert json.loads(started.stdout)["changed"] is True
+        assert state["base_dir"] == json.loads(started.stdout)["base_dir"]
+        assert base_dir.name.startswith("fleet-pg-cli-test-")
+        assert state["socket_dir"] == str(base_dir / "sock")
+        assert (Path(state["bin_dir"]) / "pg_ctl").exists()
+        assert (state["host"], state["superuser"], state["app_user"], state["databases"]) == ("127.0.0.1", "postgres", "migrator", ["equities"])
+        assert state["password_file"] == str(password_file)
+
+        # A second start on the same record refuses, and leaves the first cluster alone.
+        again = _cli("start", "--state", state_file, "--password-file", tmp_path / "other", "--name", "cli-test")
+        assert (again.returncode, again.stdout) == (1, ""), again.stderr
+        assert "exists already" in again.stderr
+
+        conn = psycopg2.connect(host=state["host"], port=state["port"], dbname="equities", user=state["app_user"], password=password, connect_timeout=10)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT current_user, pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()")
+                assert cur.fetchone() == ("migrator", "migrator")
+        finally:
+            conn.close()
+    finally:
+        stopped = _cli("stop", "--state", state_file)
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout)["changed"] is True
+    assert not base_dir.exists() and not state_file.exists() and not password_file.exists()
+    assert _postgres_processes_under(base_dir) == []
+
+    # Nothing recorded any more: stop is a no-op that succeeds (molecule's destroy runs before any prepare).
+    stopped_again = _cli("stop", "--state", state_file)
+    assert (stopped_again.returncode, stopped_again.stderr) == (0, "")
+    assert json.loads(stopped_again.stdout) == {"changed": False, "state": str(state_file), "removed": []}
+
+
+def test_cli_stop_removes_only_what_a_cluster_made(tmp_path: Path) -> None:
+    # A start killed before initdb leaves a record and a bare cluster directory: stop removes both.
+    bare = tmp_path / "fleet-pg-bare"
+    (bare / "data").mkdir(parents=True)
+    (bare / "log").touch()
+    record = tmp_path / "bare.json"
+    record.write_text(json.dumps({"base_dir": str(bare), "bin_dir": str(pg_bin_dir())}))
+    stopped = _cli("stop", "--state", record)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not bare.exists() and not record.exists()
+
+    # A record naming a directory that holds anything else is refused, and nothing is touched.
+    other = tmp_path / "other"
+    (other / "data").mkdir(parents=True)
+    (other / "notes.txt").write_text("mine\n")
+    record.write_text(json.dumps({"base_dir": str(other)}))
+    refused = _cli("stop", "--state", record)
+    assert refused.returncode == 1
+    assert "notes.txt" in refused.stderr and "not removing it" in refused.stderr
+    assert (other / "notes.txt").exists() and record.exists()

@@ -2,7 +2,7 @@
 
 Ansible validates an entry point's spec before the first task of that entry point, so the spec is only a guard if
 every entry point has one and it names every role variable its tasks use. What "uses" means here: the task files
-an entry point runs (following include_tasks / import_tasks, including each_database.yml's per-database file) mention
+an entry point runs (following include_tasks / import_tasks, each entry point's per-database file among them) mention
 the variable anywhere in their YAML values.
 """
 
@@ -20,6 +20,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "migrate"
 TASKS = ROLE / "tasks"
+FILTERS = ROLE / "filter_plugins"
 SPEC_FILE = ROLE / "meta" / "argument_specs.yml"
 DEFAULTS_FILE = ROLE / "defaults" / "main.yml"
 
@@ -79,8 +80,9 @@ def tasks_in(node: Any) -> Iterator[dict[str, Any]]:
 
 
 def run_tree(name: str, context: dict[str, str] | None = None, seen: set[Any] | None = None) -> tuple[set[str], set[str]]:
-    """(task files, migrate_* names) of tasks/<name>, following includes. A file included through a variable
-    ("{{ __migrate_per_database }}") is resolved from the vars of the including tasks; unresolvable ones are left out."""
+    """(task files, migrate_* names) of tasks/<name>, following includes. A file name from a variable ("{{ x }}") would
+    be resolved from the vars of the including tasks, unresolvable ones left out; test_every_include_names_its_file
+    keeps there being none."""
     context = context or {}
     seen = seen if seen is not None else set()
     key = (name, tuple(sorted(context.items())))
@@ -150,7 +152,7 @@ def role_uses(node: Any) -> Iterator[str]:
 
 def playbook_entry_points() -> dict[str, set[str]]:
     used: dict[str, set[str]] = {}
-    books = [*sorted((REPO / "playbooks").glob("*.yml")), *sorted((ROLE / "molecule").rglob("*.yml"))]
+    books = [*sorted(REPO.glob("*.yml")), *sorted((ROLE / "molecule").rglob("*.yml"))]
     for book in books:
         for entry_point in role_uses(yaml.safe_load(book.read_text())):
             used.setdefault(entry_point, set()).add(str(book.relative_to(REPO)))
@@ -163,11 +165,21 @@ def playbook_entry_points() -> dict[str, set[str]]:
 def test_the_analysis_finds_the_known_entry_points_and_includes() -> None:
     # The helpers below decide what the other tests check: make sure they see what is there.
     assert {"main", "rollback", "stamp", "status", "review_report", "plan_run"} <= entry_points()
-    assert {"each_database.yml", "validate.yml", "database.yml", "preflight.yml", "upgrade.yml"} <= run_tree("main.yml")[0]
-    assert "database.yml" in run_tree("backup_run.yml")[0], "backup_run runs the migrate procedure first"
+    assert {"validate.yml", "migrate_database.yml", "resolve_database.yml", "preflight.yml", "upgrade.yml"} <= run_tree("main.yml")[0]
+    assert "migrate_database.yml" in run_tree("backup_run.yml")[0], "backup_run runs the migrate procedure first"
     assert "migrate_rollback_strategy" in used_variables("rollback")
     assert "migrate_rollback_strategy" not in used_variables("main")
     assert {"main", "plan_run", "rollback", "status", "status_report"} <= set(playbook_entry_points())
+
+
+def test_every_include_names_its_file() -> None:
+    # A file name from a variable hides the procedure from readers and linters alike (ansible-lint cannot follow it).
+    for path in sorted(TASKS.glob("*.yml")):
+        for task in tasks_in(yaml.safe_load(path.read_text())):
+            for action in INCLUDES:
+                if action in task:
+                    target = task[action] if isinstance(task[action], str) else task[action]["file"]
+                    assert "{" not in target and (TASKS / target).is_file(), "%s includes %r" % (path.name, target)
 
 
 def test_every_entry_point_has_a_spec() -> None:
@@ -253,8 +265,10 @@ def test_database_entries() -> None:
     databases = SPECS["main"]["options"]["migrate_databases"]
     assert (databases["type"], databases["elements"]) == ("list", "dict")
     fields = databases["options"]
-    # Every key the task files read from an entry (migrate_db.<key>) is specified, and nothing else.
+    # Every key the task files (migrate_db.<key>) and the role's filters (entry["<key>"], entry.get("<key>")) read from
+    # an entry is specified, and nothing else.
     read = {key for path in TASKS.glob("*.yml") for key in re.findall(r"\bmigrate_db\.([a-z_]+)", path.read_text())}
+    read |= {key for path in FILTERS.glob("*.py") for key in re.findall(r"\bentry(?:\.get\(|\[)\"([a-z_]+)\"", path.read_text())}
     assert set(fields) == read
     assert {k for k, v in fields.items() if v.get("required")} == {"name", "alembic_ini", "url"}
     assert fields["password"]["no_log"] is True

@@ -31,7 +31,7 @@ def argument_spec_of(name: str) -> dict:
     """Build the module's real argument spec by importing its module_utils."""
     source = (REPO / "library" / ("%s.py" % name)).read_text()
     tree = ast.parse(source)
-    call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "AnsibleModule")
+    call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("AnsibleModule", "FleetModule"))
     spec_expr = next(kw.value for kw in call.keywords if kw.arg == "argument_spec")
     namespace: dict = {}
     header = "\n".join(ast.get_source_segment(source, node) or "" for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)))

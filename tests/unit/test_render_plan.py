@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ansible.module_utils import fleet_ops
 
-from ansible.module_utils.fleet_alembic import AlembicRun
+from ansible.module_utils.fleet.alembic.run import AlembicRun, open_run
 from support.ansible_run import REPO
 from support.edge_projects import branch_and_merge, data_migration_chain, write_project
 
@@ -27,7 +26,7 @@ BUNDLED = [
 
 
 def opened(ini: Path, url: str) -> Iterator[AlembicRun]:
-    run = fleet_ops._open({"config": str(ini), "url": url, "password": None})
+    run = open_run({"config": str(ini), "url": url, "password": None})
     with run.session():
         yield run
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ansible.module_utils import fleet_ops
 
+from ansible.module_utils.fleet.alembic.run import open_run
 from support.ansible_run import REPO
 from support.edge_projects import data_migration_chain, write_project
 
@@ -21,7 +21,7 @@ PROJECTS = [
 @pytest.mark.parametrize("url", ["postgresql://migrator@127.0.0.1:1/offline", "sqlite:////nonexistent/offline.db"])
 @pytest.mark.parametrize("ini", PROJECTS, ids=lambda p: p.parent.name)
 def test_one_pass_equals_rendering_each_revision_alone(ini: Path, url: str) -> None:
-    run = fleet_ops._open({"config": str(ini), "url": url, "password": None})
+    run = open_run({"config": str(ini), "url": url, "password": None})
     steps = run.plan("upgrade", run.parse("head", "upgrade"), [])
     assert len(steps) > 1
     alone = [run.render_sql("upgrade", run.parse(step.revision, "upgrade"), list(step.down_revision)) for step in steps]
@@ -45,7 +45,7 @@ def test_one_pass_equals_each_revision_alone_with_a_transaction_per_migration(tm
     chain = {name: source for name, source in data_migration_chain().items() if not name.startswith("bb02")}
     chain["cc03_email"] = chain["cc03_email"].replace("down_revision = 'bb02'", "down_revision = 'aa01'")
     ini = write_project(tmp_path, chain, offline=", transaction_per_migration=True")
-    run = fleet_ops._open({"config": str(ini), "url": url, "password": None})
+    run = open_run({"config": str(ini), "url": url, "password": None})
     with run.session():
         steps = run.plan("upgrade", run.parse("head", "upgrade"), [])
         alone = [run.render_sql("upgrade", run.parse(step.revision, "upgrade"), list(step.down_revision)) for step in steps]

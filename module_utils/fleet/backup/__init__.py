@@ -1,0 +1,1 @@
+"""Backups: taking them, their catalog (paths, manifests, side databases), retention, restore and drills."""

@@ -1,0 +1,1 @@
+"""The operations behind the alembic_* modules: upgrade, downgrade, stamp, verify, status and drift."""

@@ -1,0 +1,1 @@
+"""The status report: health verdicts and their rendering (JSON, HTML, Prometheus)."""

@@ -1,0 +1,1 @@
+"""A database's schema: the catalog snapshot, and the schema the migrations build at a revision (scratch)."""
