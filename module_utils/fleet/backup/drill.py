@@ -36,9 +36,9 @@ from ansible.module_utils.fleet.backup.backup import (
     tool_major,
 )
 from ansible.module_utils.fleet.backup.catalog import MANIFEST_SUFFIX, ManifestError, manifest_lacks, newest_backup, read_manifest, side_name
-from ansible.module_utils.fleet.backup.restore import create_scratch, drop_database, expected_heads, run_pg_restore
+from ansible.module_utils.fleet.backup.restore import create_scratch, expected_heads, run_pg_restore
 from ansible.module_utils.fleet.core.common import DbTarget, FleetError, parse_target
-from ansible.module_utils.fleet.core.db import DatabaseMissing, create_engine, error_detail
+from ansible.module_utils.fleet.core.db import DatabaseMissing, create_engine, drop_database, error_detail
 from ansible.module_utils.fleet.core.progress import from_environment as progress_from_environment
 from ansible.module_utils.fleet.schema.scratch import expected_schema_differences
 from ansible.module_utils.fleet.state.ledger import DEFAULT_TABLE, FAILED, SUCCEEDED, Ledger, RunRecord, utcnow

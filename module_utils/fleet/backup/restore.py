@@ -53,6 +53,7 @@ from ansible.module_utils.fleet.core.db import (
     DatabaseMissing,
     connect,
     create_engine,
+    drop_database,
     error_detail,
 )
 from ansible.module_utils.fleet.core.progress import Progress
@@ -820,10 +821,6 @@ def _run_reading_stderr(argv: list[str], env: dict[str, str], counter: _RestoreC
                 kept.append(text)
         returncode = proc.wait()
     return returncode, "\n".join(kept)
-
-
-def drop_database(conn: Any, name: str) -> None:
-    conn.exec_driver_sql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % _quote(conn, name))
 
 
 def _end_sessions(conn: Any, dbname: str, server_major: int | None) -> list[str]:

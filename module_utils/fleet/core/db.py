@@ -21,6 +21,7 @@ else:
     SQLALCHEMY_IMPORT_ERROR = None
 
 APPLICATION_NAME = "alembic-fleet"
+_INSUFFICIENT_PRIVILEGE = "42501"
 
 
 def sqlalchemy_url(target: DbTarget, dbname: str | None = None) -> URL:
@@ -179,6 +180,24 @@ def create_database(target: DbTarget, maintenance_db: str = "postgres") -> None:
         ) from None
     finally:
         engine.dispose()
+
+
+def drop_database(conn: Connection, name: str) -> None:
+    """Drop a database of ours (scratch, replaced), ending the sessions left on it.
+
+    `WITH (FORCE)` ends our own sessions, but refuses the whole drop when one it may not end is there: an
+    autovacuum worker that just started on the new database, or another role's session. A plain DROP then
+    stops the autovacuum worker itself and waits up to 5 s for other sessions to leave (PostgreSQL's own wait).
+    `conn` is in autocommit.
+    """
+    quoted = conn.dialect.identifier_preparer.quote_identifier(name)
+    try:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % quoted)
+        return
+    except sa.exc.DBAPIError as exc:
+        if getattr(getattr(exc, "orig", None), "pgcode", None) != _INSUFFICIENT_PRIVILEGE:
+            raise
+    conn.exec_driver_sql("DROP DATABASE IF EXISTS %s" % quoted)
 
 
 def _create_private_sqlite_file(path: str) -> None:

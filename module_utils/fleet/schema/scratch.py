@@ -16,9 +16,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
+from ansible.module_utils.common.warnings import warn
+
 from ansible.module_utils.fleet.alembic.run import AlembicRun, describe_diff, diff_table
 from ansible.module_utils.fleet.core.common import DbTarget, FleetError, environment
-from ansible.module_utils.fleet.core.db import connect, create_engine
+from ansible.module_utils.fleet.core.db import connect, create_engine, drop_database, error_detail
 from ansible.module_utils.fleet.schema.snapshot import Inventory, compare_inventories, read_inventory, read_sqlite_objects, reconcile_printing, rename_database
 
 try:
@@ -64,9 +66,14 @@ def scratch_target(target: DbTarget, maintenance_db: str = "postgres") -> Iterat
     try:
         yield scratch
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % quoted)
-        admin.dispose()
+        try:
+            with admin.connect() as conn:
+                drop_database(conn, name)
+        except sa.exc.DBAPIError as exc:
+            # The comparison stands; a scratch database left behind is named, never the reason to fail.
+            warn("the scratch database %s could not be dropped (%s): drop it by hand." % (name, error_detail(exc, target)[:200]))
+        finally:
+            admin.dispose()
 
 
 def expected_schema_differences(run: AlembicRun, revision: str | Sequence[str], ignore_tables: Sequence[str], maintenance_db: str = "postgres") -> list[str]:
