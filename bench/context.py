@@ -71,21 +71,12 @@ def ratio_target(limit: float) -> Target:
 
 
 def policy(environment: str) -> dict[str, float]:
-    """The lock policy the migrate role applies in an environment: group_vars/<env>.yml's fleet_* values, else the
-    role defaults' own default(...) (roles/migrate/defaults/main.yml), read from the files so the benchmark follows
-    the repo."""
+    """The lock policy the fleet role applies in an environment: group_vars/<env>.yml's fleet_* values, else the
+    role's defaults (roles/fleet/defaults/main.yml), read from the files so the benchmark follows the repo."""
     group = load_vars(REPO / "inventory" / "group_vars" / ("%s.yml" % environment))
-    defaults = load_vars(REPO / "roles" / "migrate" / "defaults" / "main.yml")
+    defaults = load_vars(REPO / "roles" / "fleet" / "defaults" / "main.yml")
     found: dict[str, float] = {}
     for key in ("lock_timeout", "lock_retries", "lock_retry_delay"):
         value = group.get("fleet_%s" % key)
-        if value is None:
-            value = _default_of(str(defaults["migrate_%s" % key]))
-        found[key] = float(value)
+        found[key] = float(defaults["fleet_%s" % key] if value is None else value)
     return found
-
-
-def _default_of(expression: str) -> str:
-    """'{{ fleet_lock_timeout | default(5) }}' -> '5'."""
-    start = expression.index("default(") + len("default(")
-    return expression[start : expression.index(")", start)]

@@ -25,7 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 # The test suite's helpers are imported as `support`, as the tests do.
 sys.path.insert(0, str(REPO / "tests"))
 
-from support import pgcluster  # noqa: E402
 from support.ansible_run import BIN, Run, module, playbook, write_yaml  # noqa: E402
 from support.faults import Background, sessions, start_module, wait_for  # noqa: E402
 from support.pgcluster import PgCluster, start_cluster  # noqa: E402
@@ -111,7 +110,7 @@ class Clusters:
     def keep(self) -> None:
         """Leave the clusters running after exit (--keep): take them off pgcluster's stop-at-exit list."""
         for cluster in self.items:
-            pgcluster._LIVE.pop(cluster.base_dir, None)
+            cluster.leave_running()
 
 
 def password_variable(host: str) -> str:

@@ -103,7 +103,7 @@ def section_fleet(b: Bench) -> None:
         for k in range(1, FLEET_PER_HOST + 1):
             clone(cluster, template, "fleet_db%d" % k)
     status_rows(b, clusters)
-    migrate_rows(b, clusters)
+    fleet_rows(b, clusters)
 
 
 def alembic_loop(b: Bench, placements: Sequence[Placement], *commands: str) -> str:
@@ -170,7 +170,7 @@ def check_status(b: Bench, timed: Timed, count: int) -> None:
     b.report.fact("fleet", "status_rc_%d" % count, timed.rc)
 
 
-def migrate_rows(b: Bench, fleet: Sequence[PgCluster]) -> None:
+def fleet_rows(b: Bench, fleet: Sequence[PgCluster]) -> None:
     count = FLEET_HOSTS * FLEET_PER_HOST
     walls: dict[str, list[float]] = {"ours": [], "peer": []}
 

@@ -15,7 +15,7 @@ DOCUMENTATION = """
         C(<host>/<database>: <what happened>)) is kept until the end of the run and printed there, one line each,
         never wrapped, under a C(SUMMARY) banner before the recap. A host that failed gets a line for the database it
         failed at (C(FAILED - <message>)) and for each database after it (C(not reached)), from the plan the role
-        sets in the fact C(migrate_summary_plan) (and, before any host runs, C(migrate_summary_plans) for every
+        sets in the fact C(fleet_summary_plan) (and, before any host runs, C(fleet_summary_plans) for every
         selected host: a host the run never reached gets C(not reached) lines).
       - >-
         A failure is one line, C(fatal: [host]: <message>), without Ansible's C(Origin) excerpt of the task's YAML
@@ -38,8 +38,8 @@ from ansible.plugins.callback.default import CallbackModule as DefaultCallback
 from ansible.utils.fqcn import add_internal_fqcns
 
 SUMMARY_TAG = "fleet_summary"
-PLAN_FACT = "migrate_summary_plan"
-PLANS_FACT = "migrate_summary_plans"
+PLAN_FACT = "fleet_summary_plan"
+PLANS_FACT = "fleet_summary_plans"
 DEBUG_ACTIONS = frozenset(("debug", "ansible.builtin.debug", "ansible.legacy.debug"))
 
 
@@ -57,7 +57,7 @@ class CallbackModule(DefaultCallback):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self._summary: list[str] = []
-        self._plans: dict[str, list[str]] = {}  # host -> "<host>/<database>" to visit, in order (migrate_summary_plan)
+        self._plans: dict[str, list[str]] = {}  # host -> "<host>/<database>" to visit, in order (fleet_summary_plan)
         self._failures: dict[str, str] = {}  # host -> the message of its last failure
         self._stopped = False
 

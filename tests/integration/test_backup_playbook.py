@@ -118,7 +118,7 @@ def test_a_missing_database_is_skipped_never_created(tmp_path: Path, fresh_pg: l
 
 def test_upgrade_first_brings_the_database_to_head_then_backs_it_up(tmp_path: Path, fresh_pg: list[PgCluster]) -> None:
     env = password_env(fresh_pg)
-    inventory = migrated(tmp_path, fresh_pg, "-l", "db1", "-e", "migrate_target=+1")
+    inventory = migrated(tmp_path, fresh_pg, "-l", "db1", "-e", "fleet_target=+1")
     db1 = fresh_pg[0]
     behind = version_of(db1, "equities")
     assert len(behind) == 1 and behind != [head_of("equities")]

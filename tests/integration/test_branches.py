@@ -188,12 +188,12 @@ def one_line(text: str) -> str:
 def test_a_run_to_another_branch_is_verified_then_rolled_back_exactly(tmp_path: Path, cluster: PgCluster) -> None:
     ini = write_project(tmp_path / "project")
     inv = inventory(tmp_path, cluster, ini)
-    first = play("migrate.yml", inv, cluster, "-e", "migrate_target=b200bbbb")
+    first = play("migrate.yml", inv, cluster, "-e", "fleet_target=b200bbbb")
     assert first.rc == 0, first.output[-3000:]
     assert version_of(cluster, DB) == ["b200bbbb"]
 
     # The other branch's head: the database ends at both heads, which is what verification must expect.
-    second = play("migrate.yml", inv, cluster, "-e", "migrate_target=c200cccc")
+    second = play("migrate.yml", inv, cluster, "-e", "fleet_target=c200cccc")
     assert second.rc == 0, second.output[-3000:]
     assert sorted(version_of(cluster, DB)) == ["b200bbbb", "c200cccc"]
     rows = ledger_rows(cluster)
@@ -242,7 +242,7 @@ def test_a_failed_verification_whose_downgrade_is_refused_restores_the_backup(tm
         downgrades={"b200bbbb": '    raise RuntimeError("b200 cannot be undone")'},
     )
     inv = inventory(tmp_path, cluster, ini)
-    first = play("migrate.yml", inv, cluster, "-e", "migrate_target=a000aaaa")
+    first = play("migrate.yml", inv, cluster, "-e", "fleet_target=a000aaaa")
     assert first.rc == 0, first.output[-3000:]
     conn = cluster.connect(DB, superuser=False)  # the application's own data, written as the application would
     try:
@@ -322,7 +322,7 @@ def test_a_host_without_an_environment_is_refused(tmp_path: Path, cluster: PgClu
 def test_rollback_to_base_in_prod_asks_no_confirmation_of_a_database_already_at_base(tmp_path: Path, cluster: PgCluster) -> None:
     ini = write_project(tmp_path / "project")
     inv = inventory(tmp_path, cluster, ini, environment="prod")
-    done = play("rollback.yml", inv, cluster, "-e", "rollback_target=base")
+    done = play("rollback.yml", inv, cluster, "-e", "fleet_rollback_target=base")
     assert done.rc == 0, done.output[-3000:]
     assert "already at base, nothing to do" in one_line(done.output), done.output[-3000:]
 
@@ -337,7 +337,7 @@ def test_a_failed_post_upgrade_backup_never_undoes_the_verified_upgrade(tmp_path
         },
     )
     inv = inventory(tmp_path, cluster, ini, environment="prod")
-    failed = play("migrate.yml", inv, cluster, "-e", "migrate_target=b100bbbb")
+    failed = play("migrate.yml", inv, cluster, "-e", "fleet_target=b100bbbb")
     assert failed.rc != 0
     text = one_line(failed.output)
     assert "is committed and verified and was NOT undone" in text and "backup.yml -l db1" in text, failed.output[-3000:]
@@ -347,19 +347,19 @@ def test_a_failed_post_upgrade_backup_never_undoes_the_verified_upgrade(tmp_path
     # Once the cause is fixed, the next run sees the post-upgrade backup is missing and takes it; then all is quiet.
     cluster.execute("GRANT ALL ON t_b100 TO %s" % cluster.app_user, dbname=DB)
     dumps = set((tmp_path / "backups").rglob("*.dump"))
-    second = play("migrate.yml", inv, cluster, "-e", "migrate_target=b100bbbb")
+    second = play("migrate.yml", inv, cluster, "-e", "fleet_target=b100bbbb")
     assert second.rc == 0, second.output[-3000:]
     taken = sorted(set((tmp_path / "backups").rglob("*.dump")) - dumps)
     assert len(taken) == 1 and taken[0].name.endswith("_b100bbbb.dump"), taken
     assert "post-upgrade backup the last run did not take %s" % taken[0] in one_line(second.output), second.output[-3000:]
-    third = play("migrate.yml", inv, cluster, "-e", "migrate_target=b100bbbb")
+    third = play("migrate.yml", inv, cluster, "-e", "fleet_target=b100bbbb")
     assert third.rc == 0 and third.changed_total() == 0, third.output[-3000:]
 
 
 def test_a_lossy_rollback_takes_a_verified_backup_first(tmp_path: Path, cluster: PgCluster) -> None:
     ini = write_project(tmp_path / "project")
     inv = inventory(tmp_path, cluster, ini)  # dev: backups required, data loss allowed
-    assert play("migrate.yml", inv, cluster, "-e", "migrate_target=b100bbbb").rc == 0
+    assert play("migrate.yml", inv, cluster, "-e", "fleet_target=b100bbbb").rc == 0
     cluster.execute("insert into t_b100 values (7)", dbname=DB)
     before = sorted((tmp_path / "backups").rglob("*.dump"))
     rolled = play("rollback.yml", inv, cluster)
@@ -376,7 +376,7 @@ def test_an_edited_applied_revision_stops_the_preflight_before_any_backup(tmp_pa
     project = tmp_path / "project"
     ini = write_project(project)
     inv = inventory(tmp_path, cluster, ini)
-    assert play("migrate.yml", inv, cluster, "-e", "migrate_target=a000aaaa").rc == 0
+    assert play("migrate.yml", inv, cluster, "-e", "fleet_target=a000aaaa").rc == 0
     backups = sorted((tmp_path / "backups").rglob("*.dump"))
     edited = project / "versions" / "a000aaaa.py"
     edited.write_text(edited.read_text() + "\n# edited after it was applied\n")

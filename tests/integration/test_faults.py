@@ -110,7 +110,7 @@ def failed_task(output: str) -> str:
 
 def task_status(output: str, task: str) -> str:
     """ok / changed / skipping / fatal: how a role task of a playbook run ended (its first host line)."""
-    header = "TASK [migrate : %s]" % task
+    header = "TASK [fleet : %s]" % task
     assert header in output, "task %r did not run" % task
     after = output[output.index(header) :].splitlines()[1:]
     for line in after:
@@ -348,7 +348,7 @@ def test_unwritable_backup_root_stops_before_the_upgrade(fresh_pg: list[PgCluste
     assert_no_secret(failed.output, fresh_pg)
     fatal = fatal_results(failed.output)
     # The upgrade task takes the backup first (one module start): it fails on the backup, before the upgrade.
-    assert failed_task(failed.output) == "migrate : Upgrade equities", failed.output[-3000:]
+    assert failed_task(failed.output) == "fleet : Upgrade equities", failed.output[-3000:]
     assert fatal[0]["backup_failed"] is True and fatal[0]["before"] == fatal[0]["after"] == [], fatal[0]
     message = fatal[0]["msg"]
     assert "\n" not in message and str(blocker) in message, message
@@ -398,7 +398,7 @@ def test_full_backup_root_leaves_no_partial_file_and_no_upgrade(fresh_pg: list[P
         assert filled.rc != 0, filled.output[-3000:]
         assert_no_secret(filled.output, fresh_pg)
         fatal = fatal_results(filled.output)
-        assert failed_task(filled.output) == "migrate : Upgrade equities", filled.output[-3000:]
+        assert failed_task(filled.output) == "fleet : Upgrade equities", filled.output[-3000:]
         assert fatal[0]["backup_failed"] is True and fatal[0]["before"] == fatal[0]["after"] == [HEAD], fatal[0]
         message = fatal[0]["msg"]
         assert "\n" not in message and "No space left on device" in message and "no backup was written" in message, message

@@ -1,6 +1,6 @@
 """A run a CI job reads without parsing text: migrate.yml under the ansible.posix.json stdout callback (declared in
 requirements.yml, installed by scripts/bootstrap through PyPI's `ansible`) prints one JSON document with the play
-recap and, per database, the custom stat `alembic_fleet` that the migrate role's summary sets."""
+recap and, per database, the custom stat `alembic_fleet` that the fleet role's summary sets."""
 
 from __future__ import annotations
 

@@ -106,7 +106,7 @@ def test_check_diff_shows_sql_and_changes_nothing(prod_inventory: Path, fresh_pg
 def test_partial_upgrade_then_head_backs_up_the_current_revision(prod_inventory: Path, fresh_pg: list[PgCluster]) -> None:
     root = prod_inventory.parent
     env = password_env(fresh_pg)
-    first = playbook(REPO / "migrate.yml", prod_inventory, "-l", "db1", "-e", "migrate_target=+2", "-e", "fleet_post_upgrade_backup=false", env=env)
+    first = playbook(REPO / "migrate.yml", prod_inventory, "-l", "db1", "-e", "fleet_target=+2", "-e", "fleet_post_upgrade_backup=false", env=env)
     assert first.rc == 0, first.output[-3000:]
     db1 = fresh_pg[0]
     middle = version_of(db1, "equities")

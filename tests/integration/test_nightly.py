@@ -53,7 +53,7 @@ def fingerprint(clusters: list[PgCluster]) -> list[Any]:
 
 def put_db2_one_revision_behind(inventory: Path, clusters: list[PgCluster]) -> None:
     """Roll both of db2's databases back one revision."""
-    done = play(inventory, "rollback.yml", clusters, "-l", "db2", "-e", "rollback_target=head-1", "-e", "rollback_allow_data_loss=true")
+    done = play(inventory, "rollback.yml", clusters, "-l", "db2", "-e", "fleet_rollback_target=head-1", "-e", "fleet_rollback_allow_data_loss=true")
     assert done.rc == 0, done.output[-3000:]
 
 

@@ -128,7 +128,7 @@ def test_stamp_confirms_only_what_it_would_change_and_takes_fleet_only(tmp_path:
     assert "algorithms" not in "".join(line for line in picked.output.splitlines() if line.lstrip().startswith('"msg"'))
 
     # The README's command: equities (already stamped) and db1's algorithms (at head) need no confirmation.
-    confirmed = run(inventory, "stamp.yml", fresh_pg, "-l", "prod", "-e", "stamp_target=head", "-e", "fleet_confirm=algorithms")
+    confirmed = run(inventory, "stamp.yml", fresh_pg, "-l", "prod", "-e", "fleet_stamp_target=head", "-e", "fleet_confirm=algorithms")
     assert confirmed.rc == 0, confirmed.output[-3000:]
     assert versions() == [[eq], [alg], [eq], [alg]]
     assert "db1/algorithms: already at %s, nothing to do" % alg in confirmed.output

@@ -300,7 +300,7 @@ class Fleet:
                 "alembic_ini": str((inis or {}).get(host, FIXTURES[host].ini)),
                 "url": self.url(host, suffix),
             }
-            if FIXTURES[host].target != "head":  # an entry's target wins over -e migrate_target
+            if FIXTURES[host].target != "head":  # an entry's target wins over -e fleet_target
                 entry["target"] = FIXTURES[host].target
             if host != LITE:
                 entry["password"] = "{{ lookup('ansible.builtin.env', '%s') }}" % PASSWORD_VARIABLE
@@ -568,7 +568,7 @@ def remigrated(fleet: Fleet, main_inventory: Path, rolled_back: Step, forked_rol
 
 @pytest.fixture(scope="module")
 def restored(fleet: Fleet, main_inventory: Path, remigrated: Step) -> Step:
-    return fleet.step("rollback.yml", main_inventory, "-e", "rollback_strategy=restore")
+    return fleet.step("rollback.yml", main_inventory, "-e", "fleet_rollback_strategy=restore")
 
 
 def diff_of(output: str, database: str) -> str:
@@ -731,7 +731,7 @@ def stamped(fleet: Fleet, raw: RawAlembic) -> Step:
         fleet.execute(host, "DROP TABLE alembic_version", suffix="stamp")
     inventory = fleet.inventory("stamp", HOSTS, suffix="stamp")
     # "heads": every head of each project (one for most, both planes for planes), as Alembic's own stamp takes it.
-    run = fleet.play("stamp.yml", inventory, "-e", "stamp_target=heads")
+    run = fleet.play("stamp.yml", inventory, "-e", "fleet_stamp_target=heads")
     return Step(run, {host: fleet.state(host, "stamp") for host in HOSTS})
 
 
@@ -768,7 +768,7 @@ def test_branch_targets_are_verified_recovered_and_rolled_back_exactly(fleet: Fl
     name = fleet.dbname("forked", "branch")
 
     def migrate_to(target: str) -> Run:
-        return fleet.play("migrate.yml", inventory, "-e", "migrate_target=%s" % target)
+        return fleet.play("migrate.yml", inventory, "-e", "fleet_target=%s" % target)
 
     to_fork = migrate_to("5b2e1d8c3a21")
     assert to_fork.rc == 0, to_fork.output[-3000:]

@@ -1,5 +1,5 @@
 """The review in the procedure: prod stops before the backup, dev warns and proceeds, review.yml, scripts/review,
-and rollback_strategy=auto choosing restore for an irreversible revision. Real PostgreSQL, real playbooks."""
+and fleet_rollback_strategy=auto choosing restore for an irreversible revision. Real PostgreSQL, real playbooks."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def test_rollback_auto_restores_an_irreversible_run_and_downgrades_a_reversible_
     assert play(inventory, "migrate.yml", fresh_pg).rc == 0
     assert db1.execute("select email from accounts", dbname="equities") == [("a@example.com",)]
 
-    restored = play(inventory, "rollback.yml", fresh_pg, "-e", "rollback_strategy=auto")
+    restored = play(inventory, "rollback.yml", fresh_pg, "-e", "fleet_rollback_strategy=auto")
     assert restored.rc == 0, restored.output[-3000:]
     assert "restored" in restored.output
     assert version_of(db1, "equities") == ["0004"]
@@ -141,7 +141,7 @@ def test_rollback_auto_restores_an_irreversible_run_and_downgrades_a_reversible_
     bring_to(db1, "0005")
     inventory = hazard_inventory(tmp_path / "again", fresh_pg, "dev", "0006")
     assert play(inventory, "migrate.yml", fresh_pg).rc == 0
-    downgraded = play(inventory, "rollback.yml", fresh_pg, "-e", "rollback_strategy=auto")
+    downgraded = play(inventory, "rollback.yml", fresh_pg, "-e", "fleet_rollback_strategy=auto")
     assert downgraded.rc == 0, downgraded.output[-3000:]
     assert "downgraded 0006 -> 0005" in downgraded.output
     assert version_of(db1, "equities") == ["0005"]
@@ -152,7 +152,7 @@ def test_review_playbook_writes_the_report_and_fails_only_where_policy_blocks(tm
     bring_to(db1, "0001")
     report = tmp_path / "out" / "review.json"
     inventory = hazard_inventory(tmp_path, fresh_pg, "prod", "0004")
-    blocked = play(inventory, "review.yml", fresh_pg, "-e", "review_report=%s" % report)
+    blocked = play(inventory, "review.yml", fresh_pg, "-e", "fleet_review_report=%s" % report)
     assert blocked.rc != 0 and "the review blocks equities in prod" in blocked.output
     data = json.loads(report.read_text())
     assert data["blocked"] is True
@@ -171,7 +171,7 @@ def test_review_playbook_writes_the_report_and_fails_only_where_policy_blocks(tm
 
     inventory = hazard_inventory(tmp_path / "dev", fresh_pg, "dev", "0004")
     report.unlink()
-    reported = play(inventory, "review.yml", fresh_pg, "-e", "review_report=%s" % report)
+    reported = play(inventory, "review.yml", fresh_pg, "-e", "fleet_review_report=%s" % report)
     assert reported.rc == 0, reported.output[-3000:]
     assert json.loads(report.read_text())["blocked"] is False
 

@@ -33,9 +33,9 @@ def run(tmp_path: Path, book: str, *args: str) -> Run:
         "-e",
         "fleet_backup_root=%s" % (tmp_path / "backups"),
         "-e",
-        "review_report=%s" % (tmp_path / "reports" / "review.json"),
+        "fleet_review_report=%s" % (tmp_path / "reports" / "review.json"),
         "-e",
-        "report_dir=%s" % (tmp_path / "reports"),
+        "fleet_report_dir=%s" % (tmp_path / "reports"),
         *args,
     )
 
@@ -60,9 +60,11 @@ def assert_stopped_by_validation(result: Run, entry_point: str, tmp_path: Path, 
     assert "Validation of arguments failed" in out, out[-3000:]
     for phrase in phrases:
         assert phrase in out, "%r not in the output:\n%s" % (phrase, out[-3000:])
-    # The validation of this entry point is the last task that ran: nothing after it, no database task.
+    # The validation of this entry point is the last task that ran: nothing after it, no database task. The run's
+    # plan (plan_run, before any host is visited) reads fleet_databases too, and stops a broken entry even earlier.
     last = tasks_run(out)[-1]
-    assert last.startswith("migrate : Validating arguments against arg spec '%s'" % entry_point), tasks_run(out)
+    stopped_at = re.match(r"fleet : Validating arguments against arg spec '(\w+)'", last)
+    assert stopped_at and stopped_at.group(1) in (entry_point, "plan_run"), tasks_run(out)
     assert SECRET not in out, "a database password was printed"
     assert not (tmp_path / "db").exists(), "a database (and its ledger) was created: %s" % sorted((tmp_path / "db").iterdir())
     assert not (tmp_path / "backups").exists()
@@ -75,7 +77,7 @@ def ledger(path: Path) -> list[tuple[str, str]]:
 
 
 def test_control_the_same_settings_without_a_wrong_variable_create_the_databases_and_their_ledgers(tmp_path: Path) -> None:
-    result = run(tmp_path, "migrate.yml", "-e", databases(tmp_path), "-e", "migrate_lock_timeout=2.5")
+    result = run(tmp_path, "migrate.yml", "-e", databases(tmp_path), "-e", "fleet_lock_timeout=2.5")
     assert result.rc == 0, result.output[-3000:]
     assert "Validating arguments against arg spec 'main'" in result.output
     for name in ("equities", "algorithms"):
@@ -83,26 +85,36 @@ def test_control_the_same_settings_without_a_wrong_variable_create_the_databases
     assert SECRET not in result.output
 
 
-@pytest.mark.parametrize("variable", ["migrate_rollback_strategy", "rollback_strategy"])
-def test_unknown_rollback_strategy(tmp_path: Path, variable: str) -> None:
-    result = run(tmp_path, "rollback.yml", "-e", "%s=sideways" % variable)
-    assert_stopped_by_validation(result, "rollback", tmp_path, "value of migrate_rollback_strategy must be one of: downgrade, restore, auto, got: sideways")
+def test_unknown_rollback_strategy(tmp_path: Path) -> None:
+    result = run(tmp_path, "rollback.yml", "-e", "fleet_rollback_strategy=sideways")
+    assert_stopped_by_validation(result, "rollback", tmp_path, "value of fleet_rollback_strategy must be one of: downgrade, restore, auto, got: sideways")
+
+
+@pytest.mark.parametrize("book", ["migrate.yml", "rollback.yml"])
+def test_a_setting_under_its_old_name_is_refused_naming_the_new_one(tmp_path: Path, book: str) -> None:
+    # Before every setting took the one prefix fleet_, these were read; now they would be ignored without a word.
+    result = run(tmp_path, book, "-e", "migrate_target=head-1", "-e", "rollback_strategy=restore")
+    out = result.output
+    assert result.rc != 0, out[-3000:]
+    assert "migrate_target is now fleet_target; rollback_strategy is now fleet_rollback_strategy: set the new names instead; nothing was touched." in out
+    assert tasks_run(out)[-1] == "fleet : No setting is given under its old name", tasks_run(out)
+    assert not (tmp_path / "db").exists() and not (tmp_path / "backups").exists()
 
 
 # (playbook, entry point, -e value, what the message must say)
 CASES = [
-    ("migrate.yml", "main", '{"fleet_databases": "not-a-list"}', "option 'migrate_databases'"),
-    ("migrate.yml", "main", "migrate_lock_timeout=soon", "argument 'migrate_lock_timeout' is of type str and we were unable to convert to float"),
-    ("migrate.yml", "main", '{"migrate_review_rules": ["x"]}', "argument 'migrate_review_rules' is of type list and we were unable to convert to dict"),
-    ("migrate.yml", "main", "fleet_backup_required=maybe", "argument 'migrate_backup_required' is of type str and we were unable to convert to bool"),
-    ("migrate.yml", "main", "fleet_backup_compress_level=12", "value of migrate_backup_compress_level must be one of: 0, 1, 2"),
-    ("migrate.yml", "main", "fleet_lock_retries=many", "argument 'migrate_lock_retries' is of type str and we were unable to convert to int"),
-    ("backup.yml", "backup_run", "fleet_backup_upgrade_first=perhaps", "argument 'migrate_backup_upgrade_first'"),
-    ("rollback.yml", "rollback", "rollback_override=please", "argument 'migrate_rollback_override'"),
-    ("stamp.yml", "stamp", "fleet_lock_wait=forever", "argument 'migrate_lock_wait'"),
-    ("review.yml", "review", '{"fleet_review_rules": "strict"}', "argument 'migrate_review_rules'"),
-    ("status.yml", "status", "fleet_max_backup_age_hours=old", "argument 'migrate_max_backup_age_hours'"),
-    ("status.yml", "status", '{"fleet_drift_allow": {"table": "x"}}', "argument 'migrate_drift_allow'"),
+    ("migrate.yml", "main", '{"fleet_databases": "not-a-list"}', "option 'fleet_databases'"),
+    ("migrate.yml", "main", "fleet_lock_timeout=soon", "argument 'fleet_lock_timeout' is of type str and we were unable to convert to float"),
+    ("migrate.yml", "main", '{"fleet_review_rules": ["x"]}', "argument 'fleet_review_rules' is of type list and we were unable to convert to dict"),
+    ("migrate.yml", "main", "fleet_backup_required=maybe", "argument 'fleet_backup_required' is of type str and we were unable to convert to bool"),
+    ("migrate.yml", "main", "fleet_backup_compress_level=12", "value of fleet_backup_compress_level must be one of: 0, 1, 2"),
+    ("migrate.yml", "main", "fleet_lock_retries=many", "argument 'fleet_lock_retries' is of type str and we were unable to convert to int"),
+    ("backup.yml", "backup_run", "fleet_backup_upgrade_first=perhaps", "argument 'fleet_backup_upgrade_first'"),
+    ("rollback.yml", "rollback", "fleet_rollback_override=please", "argument 'fleet_rollback_override'"),
+    ("stamp.yml", "stamp", "fleet_lock_wait=forever", "argument 'fleet_lock_wait'"),
+    ("review.yml", "review", '{"fleet_review_rules": "strict"}', "argument 'fleet_review_rules'"),
+    ("status.yml", "status", "fleet_max_backup_age_hours=old", "argument 'fleet_max_backup_age_hours'"),
+    ("status.yml", "status", '{"fleet_drift_allow": {"table": "x"}}', "argument 'fleet_drift_allow'"),
 ]
 
 
@@ -115,10 +127,10 @@ def test_wrong_role_variable(tmp_path: Path, book: str, entry_point: str, extra:
 @pytest.mark.parametrize(
     ("book", "entry_point", "fields", "phrases"),
     [
-        ("migrate.yml", "main", {"alembic_in": "x"}, ["migrate_databases.alembic_in. Supported parameters include: acknowledge, alembic_ini,"]),
-        ("migrate.yml", "main", {"create_database": "maybe"}, ["argument 'create_database' is of type str found in 'migrate_databases'"]),
-        ("restore_check.yml", "restore_check", {"drift_allow": {"a": 1}}, ["argument 'drift_allow'", "'migrate_databases'"]),
-        ("release_lock.yml", "release_lock", {"target": "head", "url": None}, ["missing required arguments: url found in migrate_databases"]),
+        ("migrate.yml", "main", {"alembic_in": "x"}, ["fleet_databases.alembic_in. Supported parameters include: acknowledge, alembic_ini,"]),
+        ("migrate.yml", "main", {"create_database": "maybe"}, ["argument 'create_database' is of type str found in 'fleet_databases'"]),
+        ("restore_check.yml", "restore_check", {"drift_allow": {"a": 1}}, ["argument 'drift_allow'", "'fleet_databases'"]),
+        ("release_lock.yml", "release_lock", {"target": "head", "url": None}, ["missing required arguments: url found in fleet_databases"]),
     ],
     ids=["typo", "bool", "list", "required"],
 )
@@ -130,8 +142,8 @@ def test_wrong_database_entry(tmp_path: Path, book: str, entry_point: str, field
 
 
 def test_validation_runs_under_check_mode_and_tags(tmp_path: Path) -> None:
-    result = run(tmp_path, "migrate.yml", "--check", "--tags", "nothing-such", "-e", databases(tmp_path), "-e", "migrate_lock_timeout=soon")
-    assert_stopped_by_validation(result, "main", tmp_path, "argument 'migrate_lock_timeout'")
+    result = run(tmp_path, "migrate.yml", "--check", "--tags", "nothing-such", "-e", databases(tmp_path), "-e", "fleet_lock_timeout=soon")
+    assert_stopped_by_validation(result, "main", tmp_path, "argument 'fleet_lock_timeout'")
 
 
 @pytest.mark.parametrize(("book", "name"), [("migrate.yml", "algorithms"), ("status.yml", "")], ids=["duplicate", "empty"])
@@ -141,7 +153,7 @@ def test_each_database_needs_a_name_of_its_own(tmp_path: Path, book: str, name: 
     out = " ".join(result.output.split())
     assert result.rc != 0, out[-3000:]
     assert "Every entry of fleet_databases of localhost needs a name of its own" in out, out[-3000:]
-    assert tasks_run(result.output)[-1] == "migrate : Every database entry has a name of its own", tasks_run(result.output)
+    assert tasks_run(result.output)[-1] == "fleet : Every database entry has a name of its own", tasks_run(result.output)
     assert SECRET not in result.output, "a database password was printed"
     assert not (tmp_path / "db").exists() and not (tmp_path / "backups").exists()
 

@@ -102,18 +102,18 @@ def run(inventory: Path, book: str, clusters: list[PgCluster], *args: str) -> An
 def test_rollback_downgrades_the_last_run_then_has_nothing_more_to_undo(tmp_path: Path, fresh_pg: list[PgCluster]) -> None:
     inventory = make_inventory(tmp_path, fresh_pg)
     eq, alg = history("equities"), history("algorithms")
-    assert run(inventory, "migrate.yml", fresh_pg, "-e", "migrate_target=+2").rc == 0
+    assert run(inventory, "migrate.yml", fresh_pg, "-e", "fleet_target=+2").rc == 0
     for cluster in fresh_pg:
         seed_companies(cluster, "AAPL", "MSFT")
     assert run(inventory, "migrate.yml", fresh_pg).rc == 0
 
     refused = run(inventory, "rollback.yml", fresh_pg)
     assert refused.rc != 0
-    assert "lossy" in refused.output and "rollback_strategy: restore" in refused.output
+    assert "lossy" in refused.output and "fleet_rollback_strategy: restore" in refused.output
     assert version_of(fresh_pg[0], "equities") == [eq[-1]], "a refused rollback changes nothing"
     assert version_of(fresh_pg[1], "equities") == [eq[-1]], "prod stops at the first failing host"
 
-    done = run(inventory, "rollback.yml", fresh_pg, "-e", "rollback_allow_data_loss=true")
+    done = run(inventory, "rollback.yml", fresh_pg, "-e", "fleet_rollback_allow_data_loss=true")
     assert done.rc == 0, done.output[-3000:]
     for cluster in fresh_pg:
         assert version_of(cluster, "equities") == [eq[1]]
@@ -129,7 +129,7 @@ def test_rollback_downgrades_the_last_run_then_has_nothing_more_to_undo(tmp_path
         assert [r["revision"] for r in applied] == eq[2:] and all(len(r["sha256"]) == 64 for r in applied)
     assert "downgraded %s -> %s" % (eq[-1], eq[1]) in done.output
 
-    again = run(inventory, "rollback.yml", fresh_pg, "-e", "rollback_allow_data_loss=true")
+    again = run(inventory, "rollback.yml", fresh_pg, "-e", "fleet_rollback_allow_data_loss=true")
     assert again.rc == 0, again.output[-3000:]
     assert again.changed_total() == 0
     assert "nothing to undo" in again.output
@@ -139,14 +139,14 @@ def test_rollback_downgrades_the_last_run_then_has_nothing_more_to_undo(tmp_path
 def test_rollback_restores_the_backup_of_the_last_run(tmp_path: Path, fresh_pg: list[PgCluster]) -> None:
     inventory = make_inventory(tmp_path, fresh_pg)
     eq = history("equities")
-    assert run(inventory, "migrate.yml", fresh_pg, "-e", "migrate_target=+2").rc == 0
+    assert run(inventory, "migrate.yml", fresh_pg, "-e", "fleet_target=+2").rc == 0
     for cluster in fresh_pg:
         seed_companies(cluster, "AAPL")
     assert run(inventory, "migrate.yml", fresh_pg).rc == 0
     for cluster in fresh_pg:
         seed_companies(cluster, "ZZZZ")  # written after the backup: a restore loses it
 
-    done = run(inventory, "rollback.yml", fresh_pg, "-e", "rollback_strategy=restore")
+    done = run(inventory, "rollback.yml", fresh_pg, "-e", "fleet_rollback_strategy=restore")
     assert done.rc == 0, done.output[-3000:]
     for cluster in fresh_pg:
         assert version_of(cluster, "equities") == [eq[1]]
@@ -156,7 +156,7 @@ def test_rollback_restores_the_backup_of_the_last_run(tmp_path: Path, fresh_pg: 
         assert rows[1]["backup_path"] and rows[1]["backup_path"].endswith("_%s.dump" % eq[1])
         leftovers = cluster.execute("select datname from pg_database where datname like 'equities_%'")
         assert leftovers == []
-    assert run(inventory, "rollback.yml", fresh_pg, "-e", "rollback_strategy=restore").changed_total() == 0
+    assert run(inventory, "rollback.yml", fresh_pg, "-e", "fleet_rollback_strategy=restore").changed_total() == 0
 
 
 def test_rollback_with_no_recorded_run_changes_nothing(tmp_path: Path, fresh_pg: list[PgCluster]) -> None:
@@ -171,13 +171,13 @@ def test_rollback_with_no_recorded_run_changes_nothing(tmp_path: Path, fresh_pg:
 def test_explicit_target_below_the_floor_needs_the_override_in_prod(tmp_path: Path, fresh_pg: list[PgCluster]) -> None:
     inventory = make_inventory(tmp_path, fresh_pg)
     eq = history("equities")
-    assert run(inventory, "migrate.yml", fresh_pg, "-e", "migrate_target=+2").rc == 0
+    assert run(inventory, "migrate.yml", fresh_pg, "-e", "fleet_target=+2").rc == 0
     assert run(inventory, "migrate.yml", fresh_pg).rc == 0
-    args = ("-e", "rollback_target=base", "-e", "rollback_allow_data_loss=true", "-e", "fleet_confirm=equities,algorithms", "-l", "db1")
+    args = ("-e", "fleet_rollback_target=base", "-e", "fleet_rollback_allow_data_loss=true", "-e", "fleet_confirm=equities,algorithms", "-l", "db1")
     refused = run(inventory, "rollback.yml", fresh_pg, *args)
     assert refused.rc != 0 and "below the allowed floor" in refused.output
     assert version_of(fresh_pg[0], "equities") == [eq[-1]]
-    allowed = run(inventory, "rollback.yml", fresh_pg, *args, "-e", "rollback_override=true")
+    allowed = run(inventory, "rollback.yml", fresh_pg, *args, "-e", "fleet_rollback_override=true")
     assert allowed.rc == 0, allowed.output[-3000:]
     assert version_of(fresh_pg[0], "equities") == []
     assert version_of(fresh_pg[1], "equities") == [eq[-1]]
@@ -226,7 +226,7 @@ def test_verify_failure_is_rolled_back_automatically(tmp_path: Path, fresh_pg: l
 def test_rollback_to_base_in_prod_needs_the_database_named(tmp_path: Path, fresh_pg: list[PgCluster]) -> None:
     inventory = make_inventory(tmp_path, fresh_pg)
     assert run(inventory, "migrate.yml", fresh_pg, "-l", "db1").rc == 0
-    args = ("-e", "rollback_target=base", "-e", "rollback_allow_data_loss=true", "-e", "rollback_override=true", "-l", "db1")
+    args = ("-e", "fleet_rollback_target=base", "-e", "fleet_rollback_allow_data_loss=true", "-e", "fleet_rollback_override=true", "-l", "db1")
     refused = run(inventory, "rollback.yml", fresh_pg, *args)
     assert refused.rc != 0 and "-e fleet_confirm=equities" in refused.output
     assert version_of(fresh_pg[0], "equities") == [head_of("equities")]

@@ -43,7 +43,7 @@ def version(path: Path) -> list[str]:
 def test_sqlite_migrate_rollback_by_downgrade_and_by_restore(tmp_path: Path) -> None:
     eq = history("equities")
     equities = tmp_path / "db" / "equities.db"
-    assert local(tmp_path, "migrate.yml", "-e", "migrate_target=+2").rc == 0
+    assert local(tmp_path, "migrate.yml", "-e", "fleet_target=+2").rc == 0
     query(equities, "insert into companies (ticker, company_name) values ('AAPL', 'Apple')")
     assert local(tmp_path, "migrate.yml").rc == 0
     assert version(equities) == [eq[-1]]
@@ -57,14 +57,14 @@ def test_sqlite_migrate_rollback_by_downgrade_and_by_restore(tmp_path: Path) -> 
 
     assert local(tmp_path, "migrate.yml").rc == 0
     query(equities, "insert into companies (ticker, company_name) values ('ZZZZ', 'Late')")
-    restored = local(tmp_path, "rollback.yml", "-e", "rollback_strategy=restore")
+    restored = local(tmp_path, "rollback.yml", "-e", "fleet_rollback_strategy=restore")
     assert restored.rc == 0, restored.output[-3000:]
     assert version(equities) == [eq[1]]
     assert query(equities, "select ticker from companies") == [("AAPL",)]
     actions = query(equities, "select action, outcome from alembic_fleet_ledger order by id")
     assert actions[-2:] == [("migrate", "rolled_back"), ("rollback", "succeeded")]
     assert len(actions) == 5, "the restore kept the ledger rows written after its backup"
-    assert local(tmp_path, "rollback.yml", "-e", "rollback_strategy=restore").changed_total() == 0
+    assert local(tmp_path, "rollback.yml", "-e", "fleet_rollback_strategy=restore").changed_total() == 0
 
 
 def test_sqlite_failing_revision_leaves_nothing_half_applied(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_sqlite_failing_revision_leaves_nothing_half_applied(tmp_path: Path) -> 
         FAILING_REVISION.replace('op.execute("SELECT 1 / 0")', 'raise RuntimeError("boom halfway")')
     )
     databases = [{"name": "equities", "alembic_ini": str(ini), "url": "sqlite:///%s" % (tmp_path / "db" / "equities.db")}]
-    assert local(tmp_path, "migrate.yml", "-e", "migrate_target=e5f7293c4a65", databases=databases).rc == 0
+    assert local(tmp_path, "migrate.yml", "-e", "fleet_target=e5f7293c4a65", databases=databases).rc == 0
     failed = local(tmp_path, "migrate.yml", databases=databases)
     assert failed.rc != 0
     assert "boom halfway" in failed.output

@@ -93,7 +93,7 @@ def test_inventory_elsewhere_keeps_relative_alembic_ini_at_the_checkout(tmp_path
     assert again.rc == 0, again.output[-3000:]
     assert list((backups / "local" / "localhost" / "equities").glob("*.sqlite3")), files_under(tmp_path)
 
-    status = run_elsewhere("status.yml", inventory, cwd, "-l", "local", "-e", "report_dir=%s" % (tmp_path / "reports"), config=True)
+    status = run_elsewhere("status.yml", inventory, cwd, "-l", "local", "-e", "fleet_report_dir=%s" % (tmp_path / "reports"), config=True)
     assert (tmp_path / "reports" / "status.json").is_file(), status.output[-3000:]
     assert files_under(cwd) == set(), "the run wrote into its working directory"
     assert files_under(inventory.parent) == before, "the run wrote beside the inventory"
@@ -105,7 +105,7 @@ def test_inventory_with_its_own_project_root(tmp_path: Path, cwd: Path) -> None:
     project = tmp_path / "project"
     for name in ("equities", "algorithms"):
         shutil.copytree(REPO / "migrations" / name, project / "migrations" / name, ignore=shutil.ignore_patterns("__pycache__"))
-    # fleet_local_db_dir keeps the copy's "{{ migrate_project_root }}/var/local".
+    # fleet_local_db_dir keeps the copy's "{{ __fleet_project_root }}/var/local".
     inventory = copy_inventory(
         tmp_path / "elsewhere" / "inventory",
         fleet_project_root=str(project),
@@ -146,7 +146,7 @@ def test_playbooks_run_from_another_directory_without_ansible_cfg(tmp_path: Path
     assert first.rc == 0, first.output[-3000:]
     assert sqlite_version(dbdir / "equities.db") == [head_of("equities")]
     assert sqlite_version(dbdir / "algorithms.db") == [head_of("algorithms")]
-    status = run_elsewhere("status.yml", inventory, cwd, "-l", "local", "-e", "report_dir=%s" % (tmp_path / "reports"), config=False)
+    status = run_elsewhere("status.yml", inventory, cwd, "-l", "local", "-e", "fleet_report_dir=%s" % (tmp_path / "reports"), config=False)
     assert status.rc == 0, status.output[-3000:]
     assert (tmp_path / "reports" / "status.json").is_file()
     assert files_under(cwd) == set()
@@ -162,7 +162,7 @@ def test_pipelining_without_ansible_cfg(tmp_path: Path, cwd: Path) -> None:
     all_vars = inventory.parent / "group_vars" / "all.yml"
     all_vars.write_text("\n".join(line for line in all_vars.read_text().splitlines() if not line.startswith("ansible_pipelining")) + "\n")
     env = {"ANSIBLE_ROLES_PATH": str(REPO / "roles"), "ANSIBLE_REMOTE_TMP": str(remote_tmp)}
-    reports = ("-e", "report_dir=%s" % (tmp_path / "reports"))
+    reports = ("-e", "fleet_report_dir=%s" % (tmp_path / "reports"))
 
     piped = run_elsewhere("migrate.yml", inventory, cwd, "-l", "local", "-vvv", config=False, env=env)
     assert piped.rc == 0, piped.output[-3000:]

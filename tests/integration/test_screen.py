@@ -44,7 +44,7 @@ def assert_plain(done: Run) -> None:
 
 
 def test_migrate_says_one_line_per_database_and_a_failure_in_one_line(prod_inventory: Path, fresh_pg: list[PgCluster]) -> None:
-    first = run(prod_inventory, "migrate.yml", fresh_pg, "-e", "migrate_target=head-1")
+    first = run(prod_inventory, "migrate.yml", fresh_pg, "-e", "fleet_target=head-1")
     assert first.rc == 0, first.output[-3000:]
     for key, line in summary(first).items():
         assert re.fullmatch(r"upgraded base -> \w+ \(\d+ revisions\), backup /\S+\.dump, post-upgrade backup /\S+\.dump, \d+\.\d s", line), (key, line)
@@ -69,7 +69,7 @@ def test_migrate_says_one_line_per_database_and_a_failure_in_one_line(prod_inven
     # default screen printed 261 lines for this run).
     assert len([line for line in done.output.splitlines() if line.strip()]) <= 8 * len(KEYS), done.output
 
-    failed = run(prod_inventory, "migrate.yml", fresh_pg, "-e", "migrate_target=zzzz")
+    failed = run(prod_inventory, "migrate.yml", fresh_pg, "-e", "fleet_target=zzzz")
     assert failed.rc != 0
     assert_plain(failed)
     fatal = [line for line in failed.output.splitlines() if line.startswith("fatal: [")]
@@ -89,7 +89,7 @@ CALLBACK_PLAY = """
   tasks:
     - name: Plan
       ansible.builtin.set_fact:
-        migrate_summary_plan: "{{ ['a', 'b', 'c'] | map('regex_replace', '^', inventory_hostname ~ '/') | list }}"
+        fleet_summary_plan: "{{ ['a', 'b', 'c'] | map('regex_replace', '^', inventory_hostname ~ '/') | list }}"
     - name: Summary of a
       ansible.builtin.debug:
         msg: "{{ inventory_hostname }}/a: done in a line long enough to be wrapped by Ansible's default screen, which it is not here at all, 1.0 s"

@@ -143,7 +143,7 @@ def test_every_procedure_ends_with_one_line_per_database_and_fails_exactly_the_h
     assert [key for key, text in lines.items() if text.startswith("NEEDS ATTENTION")] == ["db2/algorithms"], lines
 
     # The other procedures, on the same fleet (backup.yml gives db2/algorithms its backup back).
-    review = play(fleet, "review.yml", fresh_pg, "-e", "review_report=%s" % (tmp_path / "review.json"))
+    review = play(fleet, "review.yml", fresh_pg, "-e", "fleet_review_report=%s" % (tmp_path / "review.json"))
     assert review.rc == 0, review.output[-3000:]
     lines = summary(review)
     assert all(text.endswith(", nothing pending, nothing to review") for text in lines.values()), lines
@@ -174,11 +174,11 @@ def test_every_procedure_ends_with_one_line_per_database_and_fails_exactly_the_h
     assert lines["db2/equities"].startswith("NEEDS ATTENTION - restore drill failed: "), lines
     assert re.search(r"^fatal: \[db2\]: db2: 1 restore drill failed: equities: ", drills.output, re.M), drills.output[-3000:]
 
-    stamp = play(fleet, "stamp.yml", fresh_pg, "-e", "stamp_target=head")
+    stamp = play(fleet, "stamp.yml", fresh_pg, "-e", "fleet_stamp_target=head")
     assert stamp.rc == 0, stamp.output[-3000:]
     assert all(text.endswith(", nothing to do") for text in summary(stamp).values())
 
-    rollback = play(fleet, "rollback.yml", fresh_pg, "-e", "rollback_target=head-1", "-e", "rollback_allow_data_loss=true")
+    rollback = play(fleet, "rollback.yml", fresh_pg, "-e", "fleet_rollback_target=head-1", "-e", "fleet_rollback_allow_data_loss=true")
     assert rollback.rc == 0, rollback.output[-3000:]
     lines = summary(rollback)
     assert all(re.match(r"^downgraded \w+ -> \w+ \(1 revision undone\)", text) for text in lines.values()), lines

@@ -431,7 +431,7 @@ class Watch:
         return self._text
 
     def task(self) -> str:
-        found = re.findall(r"^TASK \[(?:migrate : )?(.*?)\] \*", self.output(), re.M)
+        found = re.findall(r"^TASK \[(?:fleet : )?(.*?)\] \*", self.output(), re.M)
         return str(found[-1]) if found else ""
 
     def in_task(self, *names: str) -> bool:

@@ -1,4 +1,4 @@
-"""roles/migrate/meta/argument_specs.yml agrees with the role's defaults, its task files and the playbooks.
+"""roles/fleet/meta/argument_specs.yml agrees with the role's defaults, its task files and the playbooks.
 
 Ansible validates an entry point's spec before the first task of that entry point, so the spec is only a guard if
 every entry point has one and it names every role variable its tasks use. What "uses" means here: the task files
@@ -18,13 +18,13 @@ import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 REPO = Path(__file__).resolve().parents[2]
-ROLE = REPO / "roles" / "migrate"
+ROLE = REPO / "roles" / "fleet"
 TASKS = ROLE / "tasks"
 FILTERS = ROLE / "filter_plugins"
 SPEC_FILE = ROLE / "meta" / "argument_specs.yml"
 DEFAULTS_FILE = ROLE / "defaults" / "main.yml"
 
-ROLE_VARIABLE = re.compile(r"\bmigrate_[a-z0-9_]+\b")
+ROLE_VARIABLE = re.compile(r"\b(?:__)?fleet_[a-z0-9_]+\b")
 INCLUDES = ("ansible.builtin.include_tasks", "ansible.builtin.import_tasks", "include_tasks", "import_tasks")
 ROLE_INCLUDES = ("ansible.builtin.include_role", "ansible.builtin.import_role", "include_role", "import_role")
 TYPES = {"str", "bool", "int", "float", "list", "dict", "path", "raw"}
@@ -53,7 +53,23 @@ def load_specs() -> dict[str, Any]:
 
 
 SPECS = load_specs()
-DEFAULTS: dict[str, Any] = yaml.safe_load(DEFAULTS_FILE.read_text())
+ALL_DEFAULTS: dict[str, Any] = yaml.safe_load(DEFAULTS_FILE.read_text())
+# The settings (fleet_*) and what the tasks read derived from them (__fleet_*, e.g. __fleet_backup_root: the absolute
+# path of fleet_backup_root); a setting that is unset by default (fleet_project_root) is in a derived one's template.
+DEFAULTS = {name: value for name, value in ALL_DEFAULTS.items() if not name.startswith("__")}
+DERIVED = {name: set(re.findall(r"\b(?:__)?fleet_[a-z0-9_]+\b", value)) for name, value in ALL_DEFAULTS.items() if name.startswith("__")}
+SETTINGS = set(DEFAULTS) | {found for sources in DERIVED.values() for found in sources if not found.startswith("__")}
+
+
+def settings_behind(names: set[str]) -> set[str]:
+    """The settings the names stand for: a derived name stands for the settings (and derived names) it is built from."""
+    todo, seen = list(names), set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(DERIVED.get(name, ()))
+    return seen & SETTINGS
 
 
 # ------------------------------------------------------------------------------------------- the role's task files
@@ -80,7 +96,7 @@ def tasks_in(node: Any) -> Iterator[dict[str, Any]]:
 
 
 def run_tree(name: str, context: dict[str, str] | None = None, seen: set[Any] | None = None) -> tuple[set[str], set[str]]:
-    """(task files, migrate_* names) of tasks/<name>, following includes. A file name from a variable ("{{ x }}") would
+    """(task files, fleet_* and __fleet_* names) of tasks/<name>, following includes. A file name from a variable ("{{ x }}") would
     be resolved from the vars of the including tasks, unresolvable ones left out; test_every_include_names_its_file
     keeps there being none."""
     context = context or {}
@@ -121,27 +137,27 @@ def entry_points() -> set[str]:
 
 
 def used_variables(entry_point: str) -> set[str]:
-    """The role variables (those of defaults/main.yml) that the entry point's task files use."""
-    return run_tree("%s.yml" % entry_point)[1] & set(DEFAULTS)
+    """The settings (those of defaults/main.yml, and those behind its derived names) the entry point's task files use."""
+    return settings_behind(run_tree("%s.yml" % entry_point)[1])
 
 
 def conversions() -> dict[str, set[str]]:
-    """How the tasks convert each role variable: migrate_x | bool / int / float."""
+    """How the tasks convert each role variable: fleet_x | bool / int / float."""
     found: dict[str, set[str]] = {}
     for path in TASKS.glob("*.yml"):
-        for name, filt in re.findall(r"\b(migrate_[a-z0-9_]+)\s*\|\s*(bool|int|float)\b", path.read_text()):
+        for name, filt in re.findall(r"\b(fleet_[a-z0-9_]+)\s*\|\s*(bool|int|float)\b", path.read_text()):
             found.setdefault(name, set()).add(filt)
     return found
 
 
 def role_uses(node: Any) -> Iterator[str]:
-    """Entry points of the migrate role that a playbook (or play list) uses."""
+    """Entry points of the fleet role that a playbook (or play list) uses."""
     if isinstance(node, dict):
         for action in ROLE_INCLUDES:
-            if action in node and isinstance(node[action], dict) and node[action].get("name") == "migrate":
+            if action in node and isinstance(node[action], dict) and node[action].get("name") == "fleet":
                 yield node[action].get("tasks_from", "main")
         for role in node.get("roles") or []:
-            if (role if isinstance(role, str) else role.get("role", role.get("name"))) == "migrate":
+            if (role if isinstance(role, str) else role.get("role", role.get("name"))) == "fleet":
                 yield "main"
         for value in node.values():
             yield from role_uses(value)
@@ -167,8 +183,8 @@ def test_the_analysis_finds_the_known_entry_points_and_includes() -> None:
     assert {"main", "rollback", "stamp", "status", "review_report", "plan_run"} <= entry_points()
     assert {"validate.yml", "migrate_database.yml", "resolve_database.yml", "preflight.yml", "upgrade.yml"} <= run_tree("main.yml")[0]
     assert "migrate_database.yml" in run_tree("backup_run.yml")[0], "backup_run runs the migrate procedure first"
-    assert "migrate_rollback_strategy" in used_variables("rollback")
-    assert "migrate_rollback_strategy" not in used_variables("main")
+    assert "fleet_rollback_strategy" in used_variables("rollback")
+    assert "fleet_rollback_strategy" not in used_variables("main")
     assert {"main", "plan_run", "rollback", "status", "status_report"} <= set(playbook_entry_points())
 
 
@@ -208,9 +224,12 @@ def test_entry_point_spec_lists_exactly_the_role_variables_its_tasks_use(entry_p
 @pytest.mark.parametrize("entry_point", sorted(SPECS))
 def test_spec_options_match_defaults(entry_point: str) -> None:
     for name, option in (SPECS[entry_point].get("options") or {}).items():
-        assert name in DEFAULTS, "%s: %s is not in defaults/main.yml" % (entry_point, name)
         assert option.get("description"), name
         assert option.get("type") in TYPES, name
+        if name not in DEFAULTS:
+            # Unset unless given (fleet_project_root): no default to state, and one derived name reads it.
+            assert name in SETTINGS and "default" not in option, "%s: %s is not in defaults/main.yml" % (entry_point, name)
+            continue
         assert "default" in option, "%s: %s has no default" % (entry_point, name)
         default = option["default"]
         assert default == DEFAULTS[name] and type(default) in (type(DEFAULTS[name]), Unsafe), (
@@ -236,7 +255,7 @@ def test_an_option_is_specified_the_same_everywhere() -> None:
 
 def test_templated_defaults_are_never_templated_by_the_validation() -> None:
     # Ansible templates the spec (it is a task argument) and prints it whole when the validation fails: a templated
-    # default of migrate_databases would print every password of the host. !unsafe keeps each one literal.
+    # default of fleet_databases would print every password of the host. !unsafe keeps each one literal.
     for spec in SPECS.values():
         for name, option in (spec.get("options") or {}).items():
             if "{{" in str(option.get("default", "")):
@@ -257,17 +276,17 @@ def test_types_match_how_the_tasks_convert_the_variables() -> None:
 
 def test_choices() -> None:
     options = {name: option for spec in SPECS.values() for name, option in (spec.get("options") or {}).items()}
-    assert options["migrate_rollback_strategy"]["choices"] == ["downgrade", "restore", "auto"]
-    assert options["migrate_backup_compress_level"]["choices"] == list(range(10))
+    assert options["fleet_rollback_strategy"]["choices"] == ["downgrade", "restore", "auto"]
+    assert options["fleet_backup_compress_level"]["choices"] == list(range(10))
 
 
 def test_database_entries() -> None:
-    databases = SPECS["main"]["options"]["migrate_databases"]
+    databases = SPECS["main"]["options"]["fleet_databases"]
     assert (databases["type"], databases["elements"]) == ("list", "dict")
     fields = databases["options"]
-    # Every key the task files (migrate_db.<key>) and the role's filters (entry["<key>"], entry.get("<key>")) read from
+    # Every key the task files (fleet_db.<key>) and the role's filters (entry["<key>"], entry.get("<key>")) read from
     # an entry is specified, and nothing else.
-    read = {key for path in TASKS.glob("*.yml") for key in re.findall(r"\bmigrate_db\.([a-z_]+)", path.read_text())}
+    read = {key for path in TASKS.glob("*.yml") for key in re.findall(r"\bfleet_db\.([a-z_]+)", path.read_text())}
     read |= {key for path in FILTERS.glob("*.py") for key in re.findall(r"\bentry(?:\.get\(|\[)\"([a-z_]+)\"", path.read_text())}
     assert set(fields) == read
     assert {k for k, v in fields.items() if v.get("required")} == {"name", "alembic_ini", "url"}
@@ -292,11 +311,11 @@ def example_databases() -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def test_the_spec_accepts_the_repository_s_own_database_entries_and_rejects_broken_ones() -> None:
-    spec = {"migrate_databases": SPECS["main"]["options"]["migrate_databases"]}
+    spec = {"fleet_databases": SPECS["main"]["options"]["fleet_databases"]}
     entries = [entry for _, entry in example_databases()]
     assert len(entries) >= 8
-    assert not spec_errors(spec, {"migrate_databases": entries})
+    assert not spec_errors(spec, {"fleet_databases": entries})
     typo = dict(entries[0])
     typo["alembic_in"] = typo.pop("alembic_ini")
-    errors = spec_errors(spec, {"migrate_databases": [typo]})
+    errors = spec_errors(spec, {"fleet_databases": [typo]})
     assert any("alembic_ini" in e for e in errors) and any("alembic_in." in e for e in errors), errors
