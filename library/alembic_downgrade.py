@@ -11,7 +11,17 @@ description:
   - Reports C(changed=false) when the database is already at O(target).
   - In check mode nothing is written; C(changed) tells whether anything would be undone. With C(--diff) the SQL is
     returned as the diff (Alembic offline mode; SQLite table rebuilds cannot render offline and say so).
-version_added: "0.1.0"
+version_added: "1.0.0"
+requirements:
+  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
+  - "alembic and SQLAlchemy 2 (Python packages) on the host that runs the module"
+  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
+  - "pglast (Python package; the review parses SQL with PostgreSQL's own parser) on the host that runs the module"
+  - "C(pg_dump) and C(pg_restore) of at least the server's major version on the host that runs the module (PostgreSQL) when O(backup) is given"
+notes:
+  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
+    the requirements list, not the database host."
+  - "Alembic runs in process through its Python API; no C(alembic) command is needed."
 extends_documentation_fragment: [fleet.connection, fleet.project, fleet.ledger, fleet.lock, fleet.timeouts]
 options:
   target:
@@ -74,7 +84,7 @@ attributes:
   diff_mode:
     support: full
     description: Returns the revision before and after, and the SQL as C(prepared).
-author: alembic-fleet
+author: alembic-fleet maintainers (@alembic-fleet)
 """
 
 EXAMPLES = r"""

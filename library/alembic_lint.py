@@ -39,7 +39,16 @@ description:
     Online, squawk is told the PostgreSQL server's version.
   - Read-only. It never changes anything and always returns C(changed=false).
   - Needs the C(squawk) binary (C(pip install squawk-cli)) next to the Python running the module or on E(PATH).
-version_added: "0.2.0"
+version_added: "1.0.0"
+requirements:
+  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
+  - "alembic and SQLAlchemy 2 (Python packages) on the host that runs the module"
+  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
+  - "pglast (Python package; the review parses SQL with PostgreSQL's own parser) on the host that runs the module"
+  - "squawk (Python package C(squawk-cli), the SQL linter of the review) on the host that runs the module"
+notes:
+  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
+    the requirements list, not the database host."
 extends_documentation_fragment: [fleet.connection, fleet.project]
 options:
   target:
@@ -93,7 +102,7 @@ attributes:
     description: The module never changes anything.
   diff_mode:
     support: none
-author: alembic-fleet
+author: alembic-fleet maintainers (@alembic-fleet)
 """
 
 EXAMPLES = r"""

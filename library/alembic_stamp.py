@@ -10,7 +10,15 @@ description:
     C(alembic stamp) does. Used to baseline a database whose schema was created outside Alembic.
   - This trusts the operator that the schema really is at O(target); verify it with M(alembic_verify) afterwards.
   - Reports C(changed=false) when the database already records O(target). Check mode writes nothing.
-version_added: "0.1.0"
+version_added: "1.0.0"
+requirements:
+  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
+  - "alembic and SQLAlchemy 2 (Python packages) on the host that runs the module"
+  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
+  - "pglast (Python package; the review parses SQL with PostgreSQL's own parser) on the host that runs the module"
+notes:
+  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
+    the requirements list, not the database host."
 extends_documentation_fragment: [fleet.connection, fleet.project, fleet.ledger, fleet.lock]
 options:
   target:
@@ -35,7 +43,7 @@ attributes:
   diff_mode:
     support: full
     description: Returns the revision before and after and the version-table SQL.
-author: alembic-fleet
+author: alembic-fleet maintainers (@alembic-fleet)
 """
 
 EXAMPLES = r"""

@@ -14,7 +14,16 @@ description:
   - Opt-in, for a scheduled status run (one call per database gives everything its report needs), each costing
     nothing unless asked - schema drift (O(drift), O(drift_allow)), the newest backup (O(backup_dir)) and the review
     of the pending revisions (O(review)).
-version_added: "0.1.0"
+version_added: "1.0.0"
+requirements:
+  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
+  - "alembic and SQLAlchemy 2 (Python packages) on the host that runs the module"
+  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
+  - "pglast (Python package; the review parses SQL with PostgreSQL's own parser) on the host that runs the module"
+  - "squawk (Python package C(squawk-cli), the SQL linter of the review) on the host that runs the module when O(review) is on"
+notes:
+  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
+    the requirements list, not the database host."
 extends_documentation_fragment: [fleet.connection, fleet.project, fleet.create]
 options:
   target:
@@ -140,7 +149,7 @@ attributes:
     description: The module never changes anything.
   diff_mode:
     support: none
-author: alembic-fleet
+author: alembic-fleet maintainers (@alembic-fleet)
 """
 
 EXAMPLES = r"""
@@ -200,21 +209,21 @@ multiple_heads:
 changed_files:
   description:
     - With something pending, one line per applied revision whose file changed since the ledger recorded it (the
-      migrate role stops such a database in its preflight, before any backup or change).
+      fleet role stops such a database in its preflight, before any backup or change).
   returned: success
   type: list
   elements: str
 post_backup_missing:
   description:
     - With O(backup_dir) - the last change was a successful upgrade to where the database is now, and no backup of
-      that revision was taken after it (the post-upgrade backup failed, or its run was killed). The migrate role
+      that revision was taken after it (the post-upgrade backup failed, or its run was killed). The fleet role
       takes it on its next run where the environment asks for post-upgrade backups.
   returned: success
   type: bool
 target_ambiguous:
   description:
     - Whether the project has several heads and the target is C(head), which then names none of them; give
-      C(heads), C(<branch>@head) or a revision instead. The migrate role refuses such a database in its preflight.
+      C(heads), C(<branch>@head) or a revision instead. The fleet role refuses such a database in its preflight.
   returned: success
   type: bool
 pending:

@@ -13,7 +13,17 @@ description:
   - In check mode nothing is written (not even a missing database or version table); C(changed) tells whether
     anything is pending. With C(--diff) the SQL that runs (or would run) is returned as the diff, rendered by
     Alembic's offline mode for the database's dialect.
-version_added: "0.1.0"
+version_added: "1.0.0"
+requirements:
+  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
+  - "alembic and SQLAlchemy 2 (Python packages) on the host that runs the module"
+  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
+  - "pglast (Python package; the review parses SQL with PostgreSQL's own parser) on the host that runs the module"
+  - "C(pg_dump) and C(pg_restore) of at least the server's major version on the host that runs the module (PostgreSQL) when O(backup) is given"
+notes:
+  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
+    the requirements list, not the database host."
+  - "Alembic runs in process through its Python API; no C(alembic) command is needed."
 extends_documentation_fragment: [fleet.connection, fleet.project, fleet.create, fleet.ledger, fleet.lock, fleet.timeouts]
 options:
   target:
@@ -35,7 +45,7 @@ options:
       - When the backup fails, nothing is upgraded, no ledger row is written and the module fails with the backup's
         message and RV(backup_failed).
       - In check mode, only the path the backup would have.
-      - The migrate role uses this so that a database costs one module start, not three.
+      - The fleet role uses this so that a database costs one module start, not three.
     type: dict
     suboptions:
       backup_root: {description: M(db_backup) O(db_backup#module:backup_root)., type: path, required: true}
@@ -56,7 +66,7 @@ options:
         to where the upgrade went (V(head) when O(target=head)) - revision, revision files against the ledger, and
         the schema - in the same process. Returned in RV(verify).
       - When the verification fails, the module fails with its message and RV(verify_failed); the upgrade stays
-        (the caller decides - the migrate role downgrades back).
+        (the caller decides - the fleet role downgrades back).
       - Skipped in check mode.
     type: dict
     suboptions:
@@ -68,7 +78,7 @@ attributes:
   diff_mode:
     support: full
     description: Returns the revision before and after, and the SQL as C(prepared).
-author: alembic-fleet
+author: alembic-fleet maintainers (@alembic-fleet)
 """
 
 EXAMPLES = r"""

@@ -10,7 +10,15 @@ description:
     O(revision), and, when the database is at head and the project's C(env.py) exposes C(target_metadata), that the
     live schema matches the models (Alembic's C(compare_metadata), as C(alembic check) does).
   - Fails with a readable list of every difference. Never changes anything; C(changed) is always false.
-version_added: "0.1.0"
+version_added: "1.0.0"
+requirements:
+  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
+  - "alembic and SQLAlchemy 2 (Python packages) on the host that runs the module"
+  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
+  - "pglast (Python package; the review parses SQL with PostgreSQL's own parser) on the host that runs the module"
+notes:
+  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
+    the requirements list, not the database host."
 extends_documentation_fragment: [fleet.connection, fleet.project]
 options:
   revision:
@@ -51,7 +59,7 @@ attributes:
     description: The module never changes anything.
   diff_mode:
     support: none
-author: alembic-fleet
+author: alembic-fleet maintainers (@alembic-fleet)
 """
 
 EXAMPLES = r"""

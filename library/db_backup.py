@@ -22,7 +22,16 @@ description:
     leaves it behind; the next backup into the directory removes every such file whose process is gone (and any
     older, pid-less one untouched for an hour), and says so in RV(removed_partials).
   - Every run writes a new backup, so C(changed) is always true; in check mode nothing is written.
-version_added: "0.1.0"
+version_added: "1.0.0"
+requirements:
+  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
+  - "SQLAlchemy 2 (Python package) on the host that runs the module"
+  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
+  - "C(pg_dump) and C(pg_restore) of at least the server's major version on the host that runs the module (PostgreSQL)"
+notes:
+  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
+    the requirements list, not the database host."
+  - "Passwords reach C(pg_dump) and C(pg_restore) only through an in-memory C(PGPASSFILE), never argv or the environment."
 extends_documentation_fragment: [fleet.connection]
 options:
   backup_root:
@@ -100,7 +109,7 @@ attributes:
     description: Reports the path it would write, writing nothing (no directories either).
   diff_mode:
     support: none
-author: alembic-fleet
+author: alembic-fleet maintainers (@alembic-fleet)
 """
 
 EXAMPLES = r"""

@@ -38,7 +38,16 @@ description:
     database are disconnected by the swap. Privileges that a role other than an object's owner granted in the
     original are replayed by pg_restore as that role (C(SET SESSION AUTHORIZATION)), which needs a superuser;
     without one the restore fails before the swap, leaving the original untouched.
-version_added: "0.2.0"
+version_added: "1.0.0"
+requirements:
+  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
+  - "SQLAlchemy 2 (Python package) on the host that runs the module"
+  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
+  - "C(pg_restore) of at least the server's major version on the host that runs the module (PostgreSQL)"
+notes:
+  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
+    the requirements list, not the database host."
+  - "Passwords reach C(pg_restore) only through an in-memory C(PGPASSFILE), never argv or the environment."
 extends_documentation_fragment: [fleet.connection, fleet.ledger, fleet.lock]
 options:
   path:
@@ -80,7 +89,7 @@ attributes:
     description: Runs every check and reports the revision it would restore, writing nothing.
   diff_mode:
     support: none
-author: alembic-fleet
+author: alembic-fleet maintainers (@alembic-fleet)
 """
 
 EXAMPLES = r"""

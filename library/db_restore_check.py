@@ -28,7 +28,16 @@ description:
     without the run lock, so a drill never waits for or disturbs a migration.
   - A failed drill fails the task after it is recorded, naming the failed checks; the return values are
     returned as well.
-version_added: "0.3.0"
+version_added: "1.0.0"
+requirements:
+  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
+  - "alembic and SQLAlchemy 2 (Python packages) on the host that runs the module"
+  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
+  - "pglast (Python package; the review parses SQL with PostgreSQL's own parser) on the host that runs the module"
+  - "C(pg_restore) of at least the server's major version on the host that runs the module (PostgreSQL)"
+notes:
+  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
+    the requirements list, not the database host."
 extends_documentation_fragment: [fleet.connection, fleet.project, fleet.ledger]
 options:
   backup_dir:
@@ -53,7 +62,7 @@ attributes:
     description: Reports which backup would be drilled (path, revision, manifest), restoring and writing nothing.
   diff_mode:
     support: none
-author: alembic-fleet
+author: alembic-fleet maintainers (@alembic-fleet)
 """
 
 EXAMPLES = r"""

@@ -13,7 +13,14 @@ description:
     only if it is an alembic-fleet session; records the release in the ledger (action C(unlock)).
   - SQLite - a lock is only ever held by a live process; the module names it instead of killing it.
   - In check mode it reports the holder and ends nothing.
-version_added: "0.1.0"
+version_added: "1.0.0"
+requirements:
+  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
+  - "SQLAlchemy 2 (Python package) on the host that runs the module"
+  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
+notes:
+  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
+    the requirements list, not the database host."
 extends_documentation_fragment: [fleet.connection, fleet.ledger]
 attributes:
   check_mode:
@@ -21,7 +28,7 @@ attributes:
     description: Reports the holder without ending it.
   diff_mode:
     support: none
-author: alembic-fleet
+author: alembic-fleet maintainers (@alembic-fleet)
 """
 
 EXAMPLES = r"""

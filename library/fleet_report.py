@@ -39,7 +39,12 @@ description:
     C(alembic_fleet_backup_size_bytes), C(alembic_fleet_drill_success) (absent when no drill is recorded),
     C(alembic_fleet_drill_duration_seconds); plus C(alembic_fleet_report_timestamp_seconds) without labels, for a
     staleness alert. A sample whose value is unknown is left out; the file never contains NaN."
-version_added: "0.1.0"
+version_added: "1.0.0"
+requirements:
+  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
+notes:
+  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
+    the requirements list, not the database host."
 options:
   databases:
     description:
@@ -98,7 +103,7 @@ attributes:
     description: Judges and reports which files would change and whether it would fail; writes nothing and creates no directory.
   diff_mode:
     support: none
-author: alembic-fleet
+author: alembic-fleet maintainers (@alembic-fleet)
 """
 
 EXAMPLES = r"""
