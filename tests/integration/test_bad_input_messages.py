@@ -151,6 +151,27 @@ def test_env_py_that_raises_is_named_with_its_line(db1: PgCluster, tmp_path: Pat
     assert version_of(db1, DB) == [THIRD]
 
 
+# A team's project imports packages of its own (geoalchemy2, sqlalchemy-utils, its models package): where one is not
+# installed in the Python that runs the module, the message names it, the file that imports it and where to declare it.
+@pytest.mark.parametrize("where", ["env.py", "revision"])
+def test_a_package_the_project_imports_but_is_not_installed_is_named_with_where_to_declare_it(db1: PgCluster, tmp_path: Path, where: str) -> None:
+    package = "geoalchemy2" if where == "env.py" else "sqlalchemy_utils"
+    with pytest.raises(ImportError):  # not among our runtime requirements, nor installed by the tests
+        __import__(package)
+    project = tmp_path / "equities"
+    shutil.copytree(REPO / "migrations" / "equities", project, ignore=shutil.ignore_patterns("__pycache__"))
+    importer = project / "env.py" if where == "env.py" else sorted((project / "versions").glob("*.py"))[-1]
+    lines = importer.read_text().splitlines()
+    importer.write_text("\n".join([*lines, "import %s  # noqa" % package, ""]))
+    args = at_revision(db1, THIRD)
+    for name in ("alembic_status", "alembic_upgrade"):
+        run, result = module(name, {**args, "config": str(project / "alembic.ini")})
+        message = fails_with(result, run.rc, "imports %s, which is not installed in the Python that runs the module" % package, "requirements.txt beside the project's alembic.ini")
+        assert where != "env.py" or "(%s line %d)" % (importer, len(lines) + 1) in message, message
+        assert where == "env.py" or str(project / "alembic.ini") in message, message
+    assert version_of(db1, DB) == [THIRD]
+
+
 def test_config_that_is_a_directory(db1: PgCluster) -> None:
     directory = REPO / "migrations" / "equities"
     run, result = module("alembic_status", {"config": str(directory), **conn_args(db1, DB)})
@@ -273,7 +294,7 @@ def test_a_list_cut_short_by_a_space_is_refused(tmp_path: Path, book: str, varia
 
     dbdir = tmp_path / "db"
     env = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
-    extra = ("-e", "stamp_target=head") if book == "stamp.yml" else ()
+    extra = ("-e", "fleet_stamp_target=head") if book == "stamp.yml" else ()
     argv = ("-l", "local", "-e", "%s=equities, algorithms" % variable, "-e", "fleet_local_db_dir=%s" % dbdir, *extra)
     run = playbook(REPO / book, REPO / "inventory" / "hosts.yml", *argv, env=env)
     assert run.rc == 2, run.output[-3000:]

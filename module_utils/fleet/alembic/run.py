@@ -24,6 +24,7 @@ from ansible.module_utils.fleet.alembic.graph import describe, next_revisions, s
 from ansible.module_utils.fleet.alembic.revision import SYMBOLS, TargetSpec, parse_target_spec, resolve_prefix
 from ansible.module_utils.fleet.alembic.source import uses_autocommit_block
 from ansible.module_utils.fleet.core.common import (
+    DECLARE_PACKAGES,
     DbTarget,
     FleetError,
     check_seconds,
@@ -295,6 +296,11 @@ class AlembicRun:
                 raise FleetError(
                     "cannot load the migration scripts of %s (%s): check script_location and project_dir."
                     % (self.project.config_path, " ".join(str(exc).split()))
+                ) from None
+            except ModuleNotFoundError as exc:  # a revision file imports a package that is not installed here
+                raise FleetError(
+                    "cannot load the migration scripts of %s: a revision file imports %s, which is not installed in the Python that runs"
+                    " the module (%s): %s" % (self.project.config_path, exc.name, sys.executable, DECLARE_PACKAGES)
                 ) from None
             except Exception as exc:  # a revision file that does not import
                 raise FleetError(

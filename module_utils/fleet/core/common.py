@@ -400,3 +400,10 @@ def environment(overrides: dict[str, str | None]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+# Where a team's Alembic project declares the packages its env.py, models and revisions import (docs/your-project.md).
+DECLARE_PACKAGES = (
+    "list the package in a requirements.txt beside the project's alembic.ini (scripts/bootstrap installs it; add it to"
+    " the execution environment's requirements too), or install it into that Python."
+)

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible.module_utils.fleet.core.common import FleetError, scrub, sweep_stale_passfiles, url_secrets
+from ansible.module_utils.fleet.core.common import DECLARE_PACKAGES, FleetError, scrub, sweep_stale_passfiles, url_secrets
 
 Operation = Callable[[dict[str, Any], bool, bool, dict[str, Any]], None]
 
@@ -121,6 +121,15 @@ def project_error_message(exc: BaseException, site: tuple[str, int]) -> str:
     filename, line = site
     detail = " ".join(str(exc).split()) or "(no message)"
     what = "the project's env.py" if os.path.basename(filename) == "env.py" else "the project's code"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return "%s (%s line %d) imports %s, which is not installed in the Python that runs the module (%s): %s" % (
+            what,
+            filename,
+            line,
+            exc.name,
+            sys.executable,
+            DECLARE_PACKAGES,
+        )
     return "%s raised %s: %s (%s line %d): fix it there; alembic-fleet runs it for every command of this project." % (
         what,
         type(exc).__name__,
