@@ -166,7 +166,8 @@ def test_a_package_the_project_imports_but_is_not_installed_is_named_with_where_
     args = at_revision(db1, THIRD)
     for name in ("alembic_status", "alembic_upgrade"):
         run, result = module(name, {**args, "config": str(project / "alembic.ini")})
-        message = fails_with(result, run.rc, "imports %s, which is not installed in the Python that runs the module" % package, "requirements.txt beside the project's alembic.ini")
+        missing = "imports %s, which is not installed in the Python that runs the module" % package
+        message = fails_with(result, run.rc, missing, "requirements.txt beside the project's alembic.ini")
         assert where != "env.py" or "(%s line %d)" % (importer, len(lines) + 1) in message, message
         assert where == "env.py" or str(project / "alembic.ini") in message, message
     assert version_of(db1, DB) == [THIRD]
