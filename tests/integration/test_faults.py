@@ -615,8 +615,10 @@ def test_no_password_on_any_command_line_during_a_backup_and_an_upgrade(fresh_pg
     env = run_env(db1, scratch)
     try:
         to_head(db1, scratch)
+        # Enough rows that pg_dump runs for a second or more: the sampler (one `ps` every 0.1 s, slower under load)
+        # must see it, or the test proves nothing (50,000 rows were dumped between two samples in a loaded CI run).
         db1.execute(
-            "insert into companies (ticker, company_name) select 'S' || i, md5(i::text) from generate_series(1, 50000) as i",
+            "insert into companies (ticker, company_name) select 'S' || i, md5(i::text) from generate_series(1, 400000) as i",
             dbname="equities",
         )
         project = slow_project(tmp_path, "fa11ed000006", HEAD, 4)
