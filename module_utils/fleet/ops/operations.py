@@ -333,7 +333,7 @@ def _review_downgrade(params: dict[str, Any], steps: list[Step], result: dict[st
         )
     if refused:
         raise FleetError(
-            "refusing to downgrade: %s; restore the run's backup instead (rollback_strategy: restore), or allow it explicitly." % ", ".join(refused)
+            "refusing to downgrade: %s; restore the run's backup instead (fleet_rollback_strategy: restore), or allow it explicitly." % ", ".join(refused)
         )
     return planned
 

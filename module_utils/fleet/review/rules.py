@@ -151,12 +151,12 @@ RULES: dict[str, Rule] = {
     "uncertain-downgrade": Rule(
         WARNING,
         "whether downgrade() can undo this revision cannot be told from its source (it raises only under a condition, or calls code that may refuse).",
-        "try the downgrade on a copy (rollback.yml in dev); if it refuses, roll back by restoring the run's backup (rollback_strategy=restore).",
+        "try the downgrade on a copy (rollback.yml in dev); if it refuses, roll back by restoring the run's backup (-e fleet_rollback_strategy=restore).",
     ),
     "lossy-downgrade": Rule(
         OFF,
         "downgrade() drops tables or columns: undoing this revision throws their data away.",
-        "keep the run's backup; prod refuses such a downgrade without rollback_allow_data_loss.",
+        "keep the run's backup; prod refuses such a downgrade without fleet_rollback_allow_data_loss.",
     ),
     "mixed-data-and-schema": Rule(
         WARNING,
