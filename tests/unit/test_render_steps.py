@@ -51,3 +51,23 @@ def test_one_pass_equals_each_revision_alone_with_a_transaction_per_migration(tm
         alone = [run.render_sql("upgrade", run.parse(step.revision, "upgrade"), list(step.down_revision)) for step in steps]
         assert len(steps) == 2 and all(sql for sql, _ in alone)
         assert run.render_steps_sql(steps) == alone
+
+
+FORKED = REPO / "tests" / "fixtures" / "histories" / "forked" / "alembic.ini"
+
+
+def test_a_plan_with_branches_and_a_merge_is_rendered_run_by_run_and_names_each_unrenderable_revision() -> None:
+    """A real history's plan is not one line: it takes up two branches and merges them. Each linear run is one
+    offline pass (the merge alone), so every piece is still what its revision renders alone, and a revision that
+    reads the database through op.get_bind() is named itself, not as "a revision after" its parent."""
+    run = open_run({"config": str(FORKED), "url": "postgresql://migrator@127.0.0.1:1/offline", "password": None})
+    steps = run.plan("upgrade", run.parse("heads", "upgrade"), [])
+    assert any(len(step.down_revision) > 1 for step in steps)  # the merge
+    assert any(tuple(step.down_revision) != (steps[i - 1].revision,) for i, step in enumerate(steps) if i)  # a branch taken up
+    rendered = run.render_steps_sql(steps)
+    alone = [run.render_sql("upgrade", run.parse(step.revision, "upgrade"), list(step.down_revision)) for step in steps]
+    assert same_sql(rendered, alone)
+    unrenderable = [(step, note) for step, (sql, note) in zip(steps, rendered, strict=True) if sql is None and len(step.down_revision) == 1]
+    assert unrenderable, "the fixture's data migrations read the database through op.get_bind()"
+    for step, note in unrenderable:
+        assert note is not None and ("revision %s (" % step.revision) in note, note

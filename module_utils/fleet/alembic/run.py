@@ -454,30 +454,15 @@ class AlembicRun:
             )
 
     def render_sql(self, direction: str, spec: TargetSpec, current: Sequence[str]) -> tuple[str | None, str | None]:
-        """Offline SQL for the plan; (sql, note) where note says why there is none."""
-        if len(current) > 1:
-            return self._render_from_heads(direction, spec, current)
-        start = current[0] if current else None
-        if direction == "downgrade" and start is None:
-            return "", None
-        buffer = io.StringIO()
-        cfg = self.config(buffer=buffer)
-        revision = "%s:%s" % (start, spec.alembic) if start else spec.alembic
-        try:
-            if direction == "upgrade":
-                command.upgrade(cfg, revision, sql=True)
-            else:
-                command.downgrade(cfg, revision, sql=True)
-        except Exception as exc:  # a revision that cannot render offline
-            return None, "SQL not rendered: %s cannot run in offline mode (%s)." % (
-                "a revision" if not start else "a revision after %s" % start,
-                self._reason(exc),
-            )
-        return buffer.getvalue(), None
+        """Offline SQL for the plan from `current` (the database's heads) to `spec`; (sql, note) where note says
+        why there is none.
 
-    def _render_from_heads(self, direction: str, spec: TargetSpec, current: Sequence[str]) -> tuple[str | None, str | None]:
-        # command.upgrade/downgrade take one starting revision ("a:b"), but Alembic's offline context starts
-        # from any tuple of heads given to EnvironmentContext directly (a merge, a database on two branches).
+        Runs on this run's loaded scripts, as command.upgrade/downgrade(sql=True) would on a fresh load of every
+        revision file (which costs a whole project's loading per call: a real history's review calls this per step).
+        Alembic's offline context starts from any tuple of heads (a merge, a database on two branches)."""
+        if direction == "downgrade" and not current:
+            return "", None
+
         def walk(rev: Any, context: Any) -> list[Any]:
             if direction == "upgrade":
                 return self.script._upgrade_revs(spec.alembic, rev)
@@ -485,23 +470,30 @@ class AlembicRun:
 
         buffer = io.StringIO()
         try:
-            self._run_env(self.config(buffer=buffer), walk, as_sql=True, starting_rev=tuple(current), destination_rev=spec.alembic)
-        except Exception as exc:
-            return None, "SQL not rendered: a revision after %s cannot run in offline mode (%s)." % (", ".join(current), self._reason(exc))
+            self._run_env(self.config(buffer=buffer), walk, as_sql=True, starting_rev=tuple(current) or None, destination_rev=spec.alembic)
+        except Exception as exc:  # a revision that cannot render offline
+            return None, "SQL not rendered: %s cannot run in offline mode (%s)." % (
+                "a revision after %s" % ", ".join(current) if current else "a revision",
+                self._reason(exc),
+            )
         return buffer.getvalue(), None
 
     def render_steps_sql(self, steps: Sequence[Step]) -> list[tuple[str | None, str | None]]:
         """Offline SQL of each upgrade step, as render_sql gives it for that step alone: (sql, note) per step.
 
-        A linear chain of steps is rendered in ONE offline pass (Alembic reads the project and runs env.py once,
-        not once per revision) and cut at Alembic's "-- Running upgrade" markers, each piece framed by the pass's
-        own transaction lines; a revision that cannot run offline gets (None, note) without stopping the others.
-        Anything else (branches, merges), or a pass that fails outside the revisions, is rendered step by step.
+        The plan is cut into linear runs (each step on the one before it); each run of several steps is rendered
+        in ONE offline pass (Alembic runs env.py once, not once per revision) and cut at Alembic's
+        "-- Running upgrade" markers, each piece framed by the pass's own transaction lines; a revision that cannot
+        run offline gets (None, note) without stopping the others. A merge, a single step, or a pass that fails
+        outside the revisions is rendered step by step.
         """
-        chain = all(tuple(step.down_revision) == (steps[i - 1].revision,) for i, step in enumerate(steps) if i) and all(
-            step.direction == "upgrade" for step in steps
-        )
-        if len(steps) > 1 and chain and len(steps[0].down_revision) <= 1:
+        rendered: list[tuple[str | None, str | None]] = []
+        for run in _linear_runs(steps):
+            rendered.extend(self._render_run(run))
+        return rendered
+
+    def _render_run(self, steps: Sequence[Step]) -> list[tuple[str | None, str | None]]:
+        if len(steps) > 1 and all(step.direction == "upgrade" for step in steps):
             failed: dict[str, str] = {}
             sql = self._render_pass(steps, tuple(steps[0].down_revision), failed)
             pieces = _split_rendered(sql, len(steps)) if sql is not None else None
@@ -986,6 +978,19 @@ def elapsed(start: float) -> float:
 
 
 _RUNNING_MARKER = re.compile(r"^-- Running upgrade .* -> .*$", re.M)
+
+
+def _linear_runs(steps: Sequence[Step]) -> list[list[Step]]:
+    """The plan cut where a step does not stand on the step before it alone (a branch taken up); a merge is a run
+    of its own (offline mode starts it from several heads)."""
+    runs: list[list[Step]] = []
+    for step in steps:
+        follows = bool(runs) and tuple(step.down_revision) == (runs[-1][-1].revision,) and len(runs[-1][-1].down_revision) <= 1
+        if follows and len(step.down_revision) <= 1:
+            runs[-1].append(step)
+        else:
+            runs.append([step])
+    return runs
 
 
 def _split_rendered(sql: str, count: int) -> list[str] | None:

@@ -11,6 +11,7 @@
 # that the review judges the revision's operations, not the copy's DROP TABLE.
 from __future__ import annotations
 
+import functools
 import re
 import traceback
 from collections.abc import Iterator, Sequence
@@ -126,8 +127,10 @@ def read_sql(sql: str) -> list[Statement]:
     return statements
 
 
+@functools.lru_cache(maxsize=4096)
 def read_statement(text: str) -> Statement:
-    """One statement (the first, when text holds several)."""
+    """One statement (the first, when text holds several). Statements are immutable, so one parse serves every
+    caller that reads the same text (the review reads each statement of a plan several times)."""
     _require_pglast()
     collapsed = _collapse(text)
     try:
@@ -159,8 +162,9 @@ def _describe(node: Any, text: str) -> Statement:
     if name == "TransactionStmt":
         begins = _object_type(node.kind) in ("TRANS_STMT_BEGIN", "TRANS_STMT_START")
         return Statement(text, TRANSACTION, begins=begins)
-    rerunnable = _any_flag(node, "if_not_exists") or _any_flag(node, "missing_ok")
-    outside = name in _OUTSIDE_NODES or _any_flag(node, "concurrent")
+    flags = _flags(node, ("if_not_exists", "missing_ok", "concurrent"))
+    rerunnable = "if_not_exists" in flags or "missing_ok" in flags
+    outside = name in _OUTSIDE_NODES or "concurrent" in flags
     common: dict[str, Any] = {"rerunnable": rerunnable, "outside_transaction": outside}
     if name in _DATA_NODES:
         return Statement(text, DATA, table=_relation(node.relation), loses_data=name == "DeleteStmt", bulk=_bulk(node, name), **common)
@@ -284,8 +288,12 @@ def _nodes(node: Any) -> Iterator[Any]:
             stack.extend(getattr(current, attribute) for attribute in current)
 
 
-def _any_flag(node: Any, attribute: str) -> bool:
-    return any(getattr(inner, attribute, False) is True for inner in _nodes(node))
+def _flags(node: Any, attributes: tuple[str, ...]) -> set[str]:
+    """Which of attributes are set (True) on some node under node, in one walk."""
+    found: set[str] = set()
+    for inner in _nodes(node):
+        found.update(attribute for attribute in attributes if getattr(inner, attribute, False) is True)
+    return found
 
 
 # -- the fallback ----------------------------------------------------------------
