@@ -44,6 +44,7 @@ from ansible.module_utils.fleet.review.acknowledge import (
     resolve,
     review_file_path,
 )
+from ansible.module_utils.fleet.review.cache import ReviewCache
 from ansible.module_utils.fleet.review.downgrade import (
     IRREVERSIBLE,
     LOSSY,
@@ -595,15 +596,40 @@ class Review:
 
 
 def review_steps(
-    run: AlembicRun, steps: Sequence[Step], policy: ReviewPolicy, pg_version: str | None, binary: str | None = None, fresh: bool = False
+    run: AlembicRun,
+    steps: Sequence[Step],
+    policy: ReviewPolicy,
+    pg_version: str | None,
+    binary: str | None = None,
+    fresh: bool = False,
+    cache: ReviewCache | None = None,
 ) -> Review:
     """Review each planned step on the open run.
 
     fresh: the database was empty before this run (no revision recorded, or it does not exist yet), so no table can
     be in use and the findings that need an existing table are left out.
+    cache: where the plan's review may already be (review/cache.py): what it keeps is the review before the policy
+    and the acknowledgements, which are applied here every time.
     """
     acknowledged = acknowledgements_of(run, policy)  # a bad review file fails before any work
     binary = binary or squawk_binary()
+    key = cache.key(run, steps, pg_version, fresh, policy.per_revision, binary) if cache is not None else None
+    revisions = cache.get(key) if cache is not None and key is not None else None
+    if revisions is None:
+        revisions = _review_revisions(run, steps, pg_version, binary, fresh, policy.per_revision)
+        if cache is not None and key is not None:
+            cache.put(key, revisions)
+    drop_other_dialects(revisions, run.target.dialect, policy)
+    for entry in revisions:
+        apply_policy(entry, policy, acknowledged.get(entry["revision"]))
+    findings = [(entry, f) for entry in revisions for f in entry["findings"]]
+    blocking = [(entry, f) for entry, f in findings if f["severity"] == ERROR and not f["acknowledged"]]
+    message = block_message(run.target.dbname or run.target.label, review_file_path(run.project.config_path), blocking) if policy.block else []
+    return Review(revisions, findings, [finding_line(entry, f) for entry, f in blocking], message)
+
+
+def _review_revisions(run: AlembicRun, steps: Sequence[Step], pg_version: str | None, binary: str, fresh: bool, per_revision: bool) -> list[dict[str, Any]]:
+    """The review of each step before any policy: rendered offline, linted, its downgrade classified."""
     # One offline rendering of the whole plan and one squawk run over all of it, not one of each per revision.
     rendered = run.render_steps_sql(steps)
     sqls = {"%s.sql" % step.revision: sql for step, (sql, _) in zip(steps, rendered, strict=True) if sql is not None}
@@ -612,14 +638,8 @@ def review_steps(
     tables = NewTables(fresh)
     revisions = [_lint_step(run, step, pair, squawked.get("%s.sql" % step.revision), tables) for step, pair in zip(steps, rendered, strict=True)]
     if not fresh:  # an empty database has no readers to keep waiting
-        _lock_held_findings(revisions, [sql for sql, _ in rendered], policy.per_revision)
-    drop_other_dialects(revisions, run.target.dialect, policy)
-    for entry in revisions:
-        apply_policy(entry, policy, acknowledged.get(entry["revision"]))
-    findings = [(entry, f) for entry in revisions for f in entry["findings"]]
-    blocking = [(entry, f) for entry, f in findings if f["severity"] == ERROR and not f["acknowledged"]]
-    message = block_message(run.target.dbname or run.target.label, review_file_path(run.project.config_path), blocking) if policy.block else []
-    return Review(revisions, findings, [finding_line(entry, f) for entry, f in blocking], message)
+        _lock_held_findings(revisions, [sql for sql, _ in rendered], per_revision)
+    return revisions
 
 
 def lint(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
