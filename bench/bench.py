@@ -25,6 +25,7 @@ from types import FrameType
 
 from context import Bench
 from infra import REPO, Clusters
+from realistic import write_project as write_real_project
 from results import Report, table
 from section_lock import section_lock
 from section_lock_held import section_lock_held
@@ -81,6 +82,7 @@ def new_bench(args: argparse.Namespace, started: datetime) -> Bench:
         report=report,
         project=write_project(work / "project"),
         lock_project=write_project(work / "project_lock", with_lock_revision=True),
+        real_project=write_real_project(work / "project_real"),
     )
 
 

@@ -23,6 +23,7 @@ class Bench:
     report: Report
     project: Project  # the 35-revision history
     lock_project: Project  # the same, plus a revision that adds a column to daily_ohlcv
+    real_project: Project  # the real-shaped history (realistic.py): branches, a merge, enums, data migrations
     _seeded: Seeded | None = None
     our_backup: Path | None = None  # the backup section's last db_backup file, restored by the restore section
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
