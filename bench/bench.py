@@ -27,6 +27,7 @@ from context import Bench
 from infra import REPO, Clusters
 from realistic import write_project as write_real_project
 from results import Report, table
+from section_growth import section_growth
 from section_lock import section_lock
 from section_lock_held import section_lock_held
 from sections_db import section_backup, section_migrate_1gb, section_restore
@@ -41,6 +42,7 @@ SECTIONS: dict[str, Callable[[Bench], None]] = {
     "fleet": section_fleet,
     "lock": section_lock,
     "lock-held": section_lock_held,
+    "growth": section_growth,
 }
 
 
@@ -50,6 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of each measurement (default 3): median and spread")
     parser.add_argument("--only", default="", help="comma-separated sections to run: %s" % ", ".join(SECTIONS))
     parser.add_argument("--keep", action="store_true", help="leave the clusters and the work directory for debugging")
+    parser.add_argument("--growth-sizes", default="", help="database counts of the growth section (default 1,4,24,96)")
     args = parser.parse_args(argv)
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()] or list(SECTIONS)
     unknown = [s for s in args.sections if s not in SECTIONS]

@@ -114,9 +114,9 @@ def section_fleet(b: Bench) -> None:
     fleet_rows(b, clusters)
 
 
-def alembic_loop(b: Bench, placements: Sequence[Placement], *commands: str) -> str:
+def alembic_loop(b: Bench, placements: Sequence[Placement], *commands: str, ini: Path | None = None) -> str:
     """The sequential shell loop an operator writes: the commands, one database after the other."""
-    alembic, ini = str(BIN / "alembic"), str(b.project.ini)
+    alembic, ini_path = str(BIN / "alembic"), str(ini or b.project.ini)
     lines = []
     for placement, db in databases(placements):
         url = libpq_url(placement.cluster, db)
@@ -126,7 +126,7 @@ def alembic_loop(b: Bench, placements: Sequence[Placement], *commands: str) -> s
                 argv = [str(placement.cluster.bin_dir / "pg_dump"), "-Fc", "-Z%d" % compress_level(), "-f", str(dump), url]
                 lines.append(shlex.join(argv))
             else:
-                lines.append("BENCH_DATABASE_URL=%s %s" % (shlex.quote(url), shlex.join([alembic, "-c", ini, *command.split()])))
+                lines.append("BENCH_DATABASE_URL=%s %s" % (shlex.quote(url), shlex.join([alembic, "-c", ini_path, *command.split()])))
     return "\n".join(lines)
 
 
