@@ -27,9 +27,7 @@ from ansible.module_utils.fleet.core.common import (
     DECLARE_PACKAGES,
     DbTarget,
     FleetError,
-    check_seconds,
     environment,
-    parse_target,
     private_passfile,
     scrub,
 )
@@ -41,6 +39,7 @@ from ansible.module_utils.fleet.core.db import (
     database_exists,
     error_detail,
 )
+from ansible.module_utils.fleet.core.options import Connection, LockOptions, Project, Timeouts
 from ansible.module_utils.fleet.core.progress import Progress
 from ansible.module_utils.fleet.core.progress import from_environment as progress_from_environment
 
@@ -890,17 +889,10 @@ def open_run(params: dict[str, Any]) -> AlembicRun:
     """The AlembicRun a module's params ask for (url, password, config, ...), its waits and counts checked first."""
     # Waits and counts are checked before anything is read or written (check mode too): a negative one would be
     # clamped to 0, or wait in a way nobody asked for, without a word.
-    for option, fix in (
-        ("lock_wait", "give 0 or more seconds to wait for another run's lock (0: do not wait)"),
-        ("lock_retries", "give 0 or more retries (0: do not retry)"),
-        ("lock_retry_delay", "give 0 or more seconds between retries"),
-        ("wait_for_quiet", "give 0 or more seconds to wait for blocking sessions (0: do not wait)"),
-        ("long_transaction_seconds", "give 0 or more seconds"),
-    ):
-        check_seconds(option, params.get(option), fix)
-    target = parse_target(params["url"], params.get("password"), params.get("connect_timeout") or 10)
-    project = load_project(params["config"], params.get("project_dir"), params.get("ini_section") or "alembic")
-    return AlembicRun(project, target)
+    LockOptions.from_params(params)
+    Timeouts.from_params(params)
+    connection, project = Connection.from_params(params), Project.from_params(params)
+    return AlembicRun(load_project(project.config, project.project_dir, project.ini_section), connection.target)
 
 
 def diff_table(diff: Any) -> str | None:

@@ -32,15 +32,14 @@ from ansible.module_utils.fleet.backup.retention import NEWEST, apply_retention,
 from ansible.module_utils.fleet.core.common import (
     DbTarget,
     FleetError,
-    check_seconds,
     conninfo,
     libpq_params,
-    parse_target,
     plain_table_name,
     private_passfile,
     scrub,
 )
 from ansible.module_utils.fleet.core.db import explain_connect_error
+from ansible.module_utils.fleet.core.options import DEFAULT_VERSION_TABLE, Connection, given
 from ansible.module_utils.fleet.core.progress import Progress, human_bytes
 from ansible.module_utils.fleet.core.progress import from_environment as progress_from_environment
 
@@ -499,19 +498,45 @@ BACKUP_OPTIONS: dict[str, dict[str, Any]] = {
     "pg_bin_dir": dict(type="path"),
     "count_tables": dict(type="int", default=DEFAULT_COUNT_TABLES),
     "lock_wait_timeout": dict(type="float", default=DEFAULT_LOCK_WAIT_TIMEOUT),
-    "version_table": dict(type="str", default="alembic_version"),
+    "version_table": dict(type="str", default=DEFAULT_VERSION_TABLE),
     "keep_last": dict(type="int"),
     "keep_days": dict(type="float", default=0),
     "protect": dict(type="list", elements="path", default=[]),
 }
 
 
-def check_backup_options(params: dict[str, Any]) -> tuple[str, int, int]:
-    """db_backup's input checks, before anything is reached or written: the backup directory, level and count_tables."""
-    _check_retention_options(params)
-    if params.get("pg_bin_dir"):
-        find_pg_binary("pg_dump", None, params["pg_bin_dir"])
-    if not (params.get("backup_root") or "").strip():
+@dataclass(frozen=True)
+class BackupRequest:
+    """db_backup's options (also alembic_upgrade's `backup`), checked: where the backup goes, how it is taken and what
+    retention keeps. The connection is not part of it: alembic_upgrade checks its `backup` before it has one."""
+
+    directory: str  # backup_root/environment/host/name
+    name: str
+    environment: str
+    host: str
+    compress_level: int = 1
+    count_tables: int = DEFAULT_COUNT_TABLES
+    lock_wait_timeout: float = DEFAULT_LOCK_WAIT_TIMEOUT  # seconds; 0 waits as long as it takes
+    version_table: str = DEFAULT_VERSION_TABLE
+    pg_bin_dir: str | None = None
+    keep_last: int | None = None  # None or 0: retention keeps them all
+    keep_days: float = 0.0
+    protect: tuple[str, ...] = ()
+
+
+def check_backup_options(params: dict[str, Any]) -> BackupRequest:
+    """db_backup's input checks, before anything is reached or written, in this order: retention, pg_bin_dir, the
+    backup directory, compress_level, count_tables, lock_wait_timeout and version_table. Returns them checked."""
+    keep_last = params.get("keep_last")
+    if keep_last is not None and keep_last < 0:
+        raise FleetError("keep_last %d is not allowed: keep at least 1 backup, or 0 (or unset) to keep them all." % keep_last)
+    keep_days = params.get("keep_days")
+    if keep_days is not None and keep_days < 0:
+        raise FleetError("keep_days %s is not allowed: give 0 or more days." % keep_days)
+    pg_bin_dir = given(params, "pg_bin_dir", None)
+    if pg_bin_dir:
+        find_pg_binary("pg_dump", None, pg_bin_dir)
+    if not given(params, "backup_root", "").strip():
         raise FleetError("backup_root is empty: give the directory that holds the backups (e.g. /var/backups/alembic-fleet).")
     level = params.get("compress_level")
     if level is None:
@@ -526,36 +551,54 @@ def check_backup_options(params: dict[str, Any]) -> tuple[str, int, int]:
     lock_wait = params.get("lock_wait_timeout")
     if lock_wait is not None and not 0 <= lock_wait < 86400:
         raise FleetError("lock_wait_timeout %s is not allowed: give the seconds a backup may wait for a table lock (0 waits as long as it takes)." % lock_wait)
-    plain_table_name(params.get("version_table") or "alembic_version", "version_table")
-    return backup_directory(params["backup_root"], params["environment"], params["host"], params["name"]), level, count_tables
+    version_table = plain_table_name(given(params, "version_table", DEFAULT_VERSION_TABLE), "version_table")
+    return BackupRequest(
+        directory=backup_directory(params["backup_root"], params["environment"], params["host"], params["name"]),
+        name=params["name"],
+        environment=params["environment"],
+        host=params["host"],
+        compress_level=level,
+        count_tables=count_tables,
+        lock_wait_timeout=DEFAULT_LOCK_WAIT_TIMEOUT if lock_wait is None else float(lock_wait),
+        version_table=version_table,
+        pg_bin_dir=pg_bin_dir,
+        keep_last=keep_last,
+        keep_days=float(keep_days or 0),
+        protect=tuple(path for path in given(params, "protect", ()) if path),
+    )
 
 
 def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
     """db_backup: a checked backup of one database with its manifest, then retention.
 
     params: url, password, backup_root, environment, host, name, revision (None: read it in the dump's snapshot),
-    compress_level, count_tables, lock_wait_timeout, keep_last/keep_days, pg_bin_dir. Writes the dump (PostgreSQL) or
-    an online copy (SQLite) to a private temp file, named by time and revision once known, then its SHA-256 manifest.
-    Fills result (path, manifest_path, manifest, retention); raises FleetError with nothing left behind."""
+    compress_level, count_tables, lock_wait_timeout, keep_last/keep_days, pg_bin_dir; read once here (Connection,
+    BackupRequest). In order: checks every option; in check mode, says where the backup would go and what retention
+    would delete, and stops. Otherwise reaches the database (PostgreSQL: its server's version; SQLite: the file must
+    exist) before creating anything, creates the private directory, removes partial files dead runs left, writes the
+    dump (PostgreSQL) or an online copy (SQLite) to a private temp file, names it by time and revision once known,
+    hashes it, moves it into place, writes its manifest, then applies retention. Fills result (path, manifest_path,
+    manifest, retention, removed_partials) and returns nothing; raises FleetError with nothing left behind."""
     started = time.monotonic()
-    target = parse_target(params["url"], params.get("password"), params.get("connect_timeout") or 10)
-    directory, level, count_tables = check_backup_options(params)
+    target = Connection.from_params(params).target
+    request = check_backup_options(params)
+    directory = request.directory
     # None (not given): read it from the database, in the dump's own snapshot; "" is an unversioned database.
-    given = params.get("revision")
+    revision_given = params.get("revision")
     policy = DumpPolicy(
-        count_tables=count_tables,
-        lock_wait_timeout=_lock_wait(params),
-        version_table=(params.get("version_table") or "alembic_version") if given is None else None,
+        count_tables=request.count_tables,
+        lock_wait_timeout=request.lock_wait_timeout,
+        version_table=request.version_table if revision_given is None else None,
         progress=Progress(None) if check_mode else progress_from_environment(),
     )
-    given = given or None
+    revision_given = revision_given or None
     now = datetime.now(UTC)
-    filename = backup_filename(now, given, target.dialect)
+    filename = backup_filename(now, revision_given, target.dialect)
     path = os.path.join(directory, filename)
     result.update(database=target.label, path=path, manifest_path=path + MANIFEST_SUFFIX)
     if check_mode:
         result["changed"] = True
-        retention = _retention(directory, params, check_mode, now)
+        retention = _retention(request, check_mode, now)
         if retention is not None:
             result["retention"] = retention
         return
@@ -578,10 +621,10 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     temp_path = _private_temp(directory, filename)
     try:
         if target.dialect == "postgresql":
-            facts = _dump_postgresql(target, temp_path, level, params.get("pg_bin_dir"), server, policy)
+            facts = _dump_postgresql(target, temp_path, request.compress_level, request.pg_bin_dir, server, policy)
         else:
             facts = _copy_sqlite(target, temp_path, policy)
-        revision = facts.pop("revision", None) if policy.version_table else given
+        revision = facts.pop("revision", None) if policy.version_table else revision_given
         filename = backup_filename(now, revision, target.dialect)
         os.chmod(temp_path, 0o600)
         policy.progress.update("computing the SHA-256 of %s" % human_bytes(_size(temp_path)), force=True)
@@ -595,9 +638,9 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     manifest = {
         "format": MANIFEST_FORMAT,
         "tool": "alembic-fleet",
-        "name": params["name"],
-        "environment": params["environment"],
-        "host": params["host"],
+        "name": request.name,
+        "environment": request.environment,
+        "host": request.host,
         "dialect": target.dialect,
         "database": target.dbname,
         "server": target.label,
@@ -612,15 +655,9 @@ def backup(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
     manifest_path = path + MANIFEST_SUFFIX
     _write_private_json(manifest_path, manifest)
     result.update(changed=True, path=path, manifest_path=manifest_path, manifest=manifest, duration=manifest["duration"])
-    retention = _retention(directory, params, check_mode, now)
+    retention = _retention(request, check_mode, now)
     if retention is not None:
         result["retention"] = retention
-
-
-def _lock_wait(params: dict[str, Any]) -> float:
-    value = params.get("lock_wait_timeout")
-    check_seconds("lock_wait_timeout", value, "give 0 or more seconds for pg_dump to wait for a table's lock (0: as long as it takes)")
-    return DEFAULT_LOCK_WAIT_TIMEOUT if value is None else float(value)
 
 
 def _private_temp(directory: str, filename: str) -> str:
@@ -660,22 +697,12 @@ def orphan_partials(directory: str, now: datetime | None = None) -> list[dict[st
     ]
 
 
-def _check_retention_options(params: dict[str, Any]) -> None:
-    keep_last = params.get("keep_last")
-    if keep_last is not None and keep_last < 0:
-        raise FleetError("keep_last %d is not allowed: keep at least 1 backup, or 0 (or unset) to keep them all." % keep_last)
-    keep_days = params.get("keep_days")
-    if keep_days is not None and keep_days < 0:
-        raise FleetError("keep_days %s is not allowed: give 0 or more days." % keep_days)
-
-
-def _retention(directory: str, params: dict[str, Any], check_mode: bool, now: datetime) -> dict[str, Any] | None:
+def _retention(request: BackupRequest, check_mode: bool, now: datetime) -> dict[str, Any] | None:
     """Prune older backups of this database after a good one (or say what would go)."""
-    keep_last = params.get("keep_last")
+    keep_last = request.keep_last
     if not keep_last:
         return None
-    keep_days = float(params.get("keep_days") or 0)
-    protect = [p for p in params.get("protect") or [] if p]
+    directory, keep_days, protect = request.directory, request.keep_days, list(request.protect)
     if not check_mode:
         plan = plan_retention(directory, keep_last, keep_days, protect, now)
         deleted = apply_retention(plan)

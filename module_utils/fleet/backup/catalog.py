@@ -113,14 +113,21 @@ class BackupFile:
     order: tuple[Any, ...]  # sorts oldest first among backups of known age
 
 
-def list_backups(directory: str) -> list[BackupFile]:
-    """The backups directly in directory (not recursive), each with its age if known."""
+def scan_backup_directory(directory: str) -> list[os.DirEntry[str]]:
+    """The entries directly in a backup directory (not recursive), by name; none when it does not exist yet.
+
+    The one scan of a backup directory: the backups (list_backups) and the partial files (retention) are read from it."""
     try:
-        entries = sorted(os.scandir(os.path.abspath(directory)), key=lambda entry: entry.name)
+        return sorted(os.scandir(os.path.abspath(directory)), key=lambda entry: entry.name)
     except FileNotFoundError:
         return []
     except OSError as exc:
         raise FleetError("backup directory %s cannot be listed (%s): check the path and its permissions." % (directory, exc.strerror or exc)) from None
+
+
+def list_backups(directory: str) -> list[BackupFile]:
+    """The backups directly in directory (not recursive), each with its age if known."""
+    entries = scan_backup_directory(directory)
     return [_backup_file(entry.path, entry.name, entry.stat(follow_symlinks=False).st_mtime_ns) for entry in entries if _is_backup(entry)]
 
 

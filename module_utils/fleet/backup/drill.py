@@ -29,19 +29,18 @@ from ansible.module_utils.common.warnings import warn
 
 from ansible.module_utils.fleet.alembic.run import AlembicProject, AlembicRun, load_project
 from ansible.module_utils.fleet.backup.backup import (
-    find_pg_binary,
     server_facts,
     sha256_file,
     sqlite_copy,
-    tool_major,
 )
 from ansible.module_utils.fleet.backup.catalog import MANIFEST_SUFFIX, ManifestError, manifest_lacks, newest_backup, read_manifest, side_name
-from ansible.module_utils.fleet.backup.restore import create_scratch, expected_heads, run_pg_restore
-from ansible.module_utils.fleet.core.common import DbTarget, FleetError, parse_target
+from ansible.module_utils.fleet.backup.restore import create_scratch, expected_heads, pg_restore_for, run_pg_restore
+from ansible.module_utils.fleet.core.common import DbTarget, FleetError
 from ansible.module_utils.fleet.core.db import DatabaseMissing, create_engine, drop_database, error_detail
+from ansible.module_utils.fleet.core.options import Connection, LedgerOptions, Project, given
 from ansible.module_utils.fleet.core.progress import from_environment as progress_from_environment
 from ansible.module_utils.fleet.schema.scratch import expected_schema_differences
-from ansible.module_utils.fleet.state.ledger import DEFAULT_TABLE, FAILED, SUCCEEDED, Ledger, RunRecord, utcnow
+from ansible.module_utils.fleet.state.ledger import FAILED, SUCCEEDED, Ledger, RunRecord, utcnow
 
 try:
     import sqlalchemy as sa
@@ -77,9 +76,10 @@ class Drill:
 
 
 # -- which backup ---------------------------------------------------------------------
-def _choose_backup(params: dict[str, Any], label: str) -> str:
-    path = (params.get("path") or "").strip()
-    directory = (params.get("backup_dir") or "").strip()
+def _choose_backup(path: str | None, backup_dir: str | None, label: str) -> str:
+    """The backup to drill: path as given, or the newest backup with a manifest in backup_dir (exactly one of them)."""
+    path = (path or "").strip()
+    directory = (backup_dir or "").strip()
     if path and directory:
         raise FleetError("give either path (one backup) or backup_dir (its newest backup is drilled), not both.")
     if not path and not directory:
@@ -117,16 +117,21 @@ def _usable_manifest(path: str) -> tuple[dict[str, Any] | None, str | None]:
 
 # -- the plan -------------------------------------------------------------------------
 def plan(params: dict[str, Any]) -> Drill:
-    """What a drill checks, before anything is written: the backup (path, or the newest in backup_dir), its manifest
-    (a damaged one is kept as a problem for the checksum check), the project, the ledger record, and that the target
-    database exists (and, PostgreSQL, that pg_restore is new enough). Returns the Drill; raises FleetError."""
-    target = parse_target(params["url"], params.get("password"), params.get("connect_timeout") or 10)
-    project = load_project(params["config"], params.get("project_dir"), params.get("ini_section") or "alembic")
-    ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
+    """What a drill checks, before anything is written; params are read once here (Connection, Project, LedgerOptions).
+
+    In order: the URL, the project (loaded), the ledger table, the record (its action must be 'drill'), the backup
+    (path, or the newest in backup_dir; exactly one of them), its manifest (a damaged one is kept as a problem for the
+    checksum check), that the manifest's dialect is the URL's, then that the target database exists (and, PostgreSQL,
+    that pg_restore is new enough for the dump). Returns the Drill; raises FleetError."""
+    connection = Connection.from_params(params)
+    target = connection.target
+    options = Project.from_params(params)
+    project = load_project(options.config, options.project_dir, options.ini_section)
+    ledger = Ledger(LedgerOptions.from_params(params).table)
     record = RunRecord.from_params(params, ACTION)
     if record.action != ACTION:
         raise FleetError("record.action '%s' is not allowed for a restore drill: leave it out (it is '%s')." % (record.action, ACTION))
-    path = _choose_backup(params, record.name or os.path.basename(target.dbname))
+    path = _choose_backup(params.get("path"), params.get("backup_dir"), record.name or os.path.basename(target.dbname))
     manifest, problem = _usable_manifest(path)
     if manifest is not None and manifest.get("dialect") not in (None, target.dialect):
         raise FleetError(
@@ -148,7 +153,7 @@ def plan(params: dict[str, Any]) -> Drill:
         path=path,
         manifest=manifest,
         manifest_problem=problem,
-        maintenance_db=params.get("maintenance_db") or "postgres",
+        maintenance_db=connection.maintenance_db,
     )
     # The target must be there: the drill is recorded in its ledger (and its server hosts the copy).
     if target.dialect == "postgresql":
@@ -159,14 +164,7 @@ def plan(params: dict[str, Any]) -> Drill:
                 "database '%s' does not exist on %s:%s: the drill is recorded in the ledger of the database the backup belongs to; check url."
                 % (target.dbname, target.host or "localhost", target.port or 5432)
             ) from None
-        step.pg_restore = find_pg_binary("pg_restore", server_major, params.get("pg_bin_dir"))
-        written_by = (manifest or {}).get("pg_dump_version")
-        tool = tool_major(step.pg_restore)
-        if isinstance(written_by, int) and tool and tool < written_by:
-            raise FleetError(
-                "%s is version %d but the backup was written by pg_dump %d: install postgresql-client-%d or point pg_bin_dir at a newer pg_restore."
-                % (step.pg_restore, tool, written_by, written_by)
-            )
+        step.pg_restore = pg_restore_for(server_major, given(params, "pg_bin_dir", None), manifest)
     elif not os.path.isfile(target.dbname):
         raise FleetError(
             "SQLite database file %s does not exist: the drill is recorded in the ledger of the database the backup belongs to; check url." % target.dbname
@@ -420,9 +418,11 @@ def _verdict(path: str, checks: list[dict[str, Any]], restore_seconds: float | N
 def drill(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
     """db_restore_check: prove a backup restores, without touching the database it belongs to.
 
-    params: url, config, path or backup_dir, maintenance_db, pg_bin_dir, ledger_table, record. Checks the checksum,
-    restores into a scratch copy (always removed), checks its revision, schema and row counts, and records one 'drill'
-    row in the target's ledger. Fills result (checks, ok, restore_seconds, duration, ledger_entry_id); raises
+    params: url, config, path or backup_dir, maintenance_db, pg_bin_dir, ledger_table, record, read once by plan().
+    In order: plan (every refusal before anything is written); in check mode stops there. Then checks the checksum,
+    restores into a scratch copy (always removed, even on failure), checks its revision, schema and row counts, and
+    records one 'drill' row in the target's ledger (the recovery time: checksum, restore and every check). Fills
+    result (checks, ok, restore_seconds, duration, ledger_entry_id) and returns nothing; raises
     FleetError naming each failed check (after recording it), or when the drill cannot be planned or recorded."""
     step = plan(params)
     result.update(database=step.target.label, path=step.path, revision=step.revision, manifest=step.manifest)

@@ -44,7 +44,6 @@ from ansible.module_utils.fleet.core.common import (
     FleetError,
     conninfo,
     libpq_params,
-    parse_target,
     plain_table_name,
     private_passfile,
     scrub,
@@ -56,6 +55,7 @@ from ansible.module_utils.fleet.core.db import (
     drop_database,
     error_detail,
 )
+from ansible.module_utils.fleet.core.options import DEFAULT_MAINTENANCE_DB, DEFAULT_VERSION_TABLE, Connection, LedgerOptions, LockOptions, given
 from ansible.module_utils.fleet.core.progress import Progress
 from ansible.module_utils.fleet.core.progress import from_environment as progress_from_environment
 from ansible.module_utils.fleet.state.ledger import FAILED, SUCCEEDED, Ledger, RunRecord, undo_description
@@ -90,6 +90,10 @@ class Plan:
     server_major: int | None = None
     entries: list[str] = dataclasses.field(default_factory=list)  # PostgreSQL: the backup's table of contents
     properties: DatabaseProperties | None = None  # PostgreSQL: the original's own, to give to the copy
+    maintenance_db: str = DEFAULT_MAINTENANCE_DB  # PostgreSQL: where the copy is created and the names are swapped
+    keep_replaced: bool = False  # PostgreSQL: keep the replaced original (renamed) instead of dropping it
+    lock_wait: float = 0.0  # seconds to wait for another run's lock
+    pg_bin_dir: str | None = None
 
 
 # -- checks -----------------------------------------------------------------------
@@ -190,17 +194,23 @@ def plan(params: dict[str, Any]) -> Plan:
     """Every check of a restore, before anything is written: the Plan that restore() carries out.
 
     params: the module's (url, password, path, name, expected_sha256, version_table, ledger_table, maintenance_db,
-    pg_bin_dir, undo_entry_id, record). Checks the backup (manifest, name, dialect, checksum), that the database exists
-    and its maintenance database is another one, that pg_restore is new enough, the original's heads and the
-    undo_entry_id in its ledger, and (PostgreSQL) that the user may give the copy its owners, grants and settings.
-    Returns the Plan; raises FleetError (DatabaseMissing turned into one) saying what to do."""
-    target = parse_target(params["url"], params.get("password"), params.get("connect_timeout") or 10)
-    if not (params.get("path") or "").strip():
+    pg_bin_dir, undo_entry_id, keep_replaced, lock_wait, record), read once here. Checks, in order: the URL, path,
+    version_table and ledger_table; the backup (manifest, name, dialect, checksum); then (PostgreSQL) that the
+    maintenance database is another one (before connecting), that the database exists and the maintenance database
+    can be reached, that pg_restore is new enough for the dump; (SQLite) that the file exists; then the original's
+    heads and the undo_entry_id in its ledger, and (PostgreSQL) the dump's table of contents and that the user may give
+    the copy its owners, grants and settings. Returns the Plan; raises FleetError (DatabaseMissing turned into one)
+    saying what to do."""
+    connection = Connection.from_params(params)
+    lock = LockOptions.from_params(params)
+    target = connection.target
+    path = given(params, "path", "").strip()
+    if not path:
         raise FleetError("path is empty: give the backup file to restore (the ledger's backup_path of the run).")
     path = os.path.abspath(os.path.expanduser(params["path"]))
     name = params["name"]
-    version_table = plain_table_name(params.get("version_table") or "alembic_version", "version_table")
-    ledger = Ledger(params.get("ledger_table") or "alembic_fleet_ledger")
+    version_table = plain_table_name(given(params, "version_table", DEFAULT_VERSION_TABLE), "version_table")
+    ledger = Ledger(LedgerOptions.from_params(params).table)
     manifest = check_backup(path, name, target, params.get("expected_sha256"))
     record = RunRecord.from_params(params, "restore")
     record = dataclasses.replace(
@@ -221,10 +231,14 @@ def plan(params: dict[str, Any]) -> Plan:
         ledger=ledger,
         record=record,
         version_table=version_table,
-        undo_entry_id=params.get("undo_entry_id") or None,
+        undo_entry_id=given(params, "undo_entry_id", None),
+        maintenance_db=connection.maintenance_db,
+        keep_replaced=bool(params.get("keep_replaced")),
+        lock_wait=lock.wait,
+        pg_bin_dir=given(params, "pg_bin_dir", None),
     )
     if target.dialect == "postgresql":
-        if (params.get("maintenance_db") or "postgres") == target.dbname:  # checked first: no connection needed
+        if step.maintenance_db == target.dbname:  # checked first: no connection needed
             raise FleetError(
                 "maintenance_db is the database being restored (%s): a database cannot be renamed from inside itself; use another one, such as postgres."
                 % target.dbname
@@ -236,20 +250,12 @@ def plan(params: dict[str, Any]) -> Plan:
                 "database '%s' does not exist on %s:%s: db_restore only replaces an existing database; create it empty (owned by %s) and run the restore again."
                 % (target.dbname, target.host or "localhost", target.port or 5432, target.user or "the restoring user")
             ) from None
-        maintenance_db = params.get("maintenance_db") or "postgres"
-        engine = create_engine(target, dbname=maintenance_db)
+        engine = create_engine(target, dbname=step.maintenance_db)
         try:
-            _connect_maintenance(engine, target, maintenance_db).close()
+            _connect_maintenance(engine, target, step.maintenance_db).close()
         finally:
             engine.dispose()
-        step.pg_restore = find_pg_binary("pg_restore", step.server_major, params.get("pg_bin_dir"))
-        written_by = manifest.get("pg_dump_version")
-        tool = tool_major(step.pg_restore)
-        if isinstance(written_by, int) and tool and tool < written_by:
-            raise FleetError(
-                "%s is version %d but the backup was written by pg_dump %d: install postgresql-client-%d or point pg_bin_dir at a newer pg_restore."
-                % (step.pg_restore, tool, written_by, written_by)
-            )
+        step.pg_restore = pg_restore_for(step.server_major, step.pg_bin_dir, manifest)
     elif not os.path.isfile(target.dbname):
         raise FleetError(
             "SQLite database file %s does not exist: db_restore only replaces an existing database; check url, or copy the backup into place by hand."
@@ -258,8 +264,22 @@ def plan(params: dict[str, Any]) -> Plan:
     step.current = _inspect_original(target, ledger, version_table, step.undo_entry_id)
     if target.dialect == "postgresql":
         step.entries = dump_entries(str(step.pg_restore), path)
-        step.properties = check_access(target, step, params.get("maintenance_db") or "postgres")
+        step.properties = check_access(target, step, step.maintenance_db)
     return step
+
+
+def pg_restore_for(server_major: int | None, pg_bin_dir: str | None, manifest: dict[str, Any] | None) -> str:
+    """The pg_restore for a server of this major version (pg_bin_dir first), refused when it is older than the
+    pg_dump that wrote the backup (the manifest's pg_dump_version): it could not read the dump."""
+    pg_restore = find_pg_binary("pg_restore", server_major, pg_bin_dir)
+    written_by = (manifest or {}).get("pg_dump_version")
+    tool = tool_major(pg_restore)
+    if isinstance(written_by, int) and tool and tool < written_by:
+        raise FleetError(
+            "%s is version %d but the backup was written by pg_dump %d: install postgresql-client-%d or point pg_bin_dir at a newer pg_restore."
+            % (pg_restore, tool, written_by, written_by)
+        )
+    return pg_restore
 
 
 # -- the ledger in the original ----------------------------------------------------
@@ -930,18 +950,18 @@ def _carry(copy: Callable[[Any, str, DatabaseProperties], T], admin: Any, scratc
         raise FleetError("giving the restored copy the original database's %s failed (%s)" % (what, _db_detail(exc, target))) from None
 
 
-def _restore_postgresql(params: dict[str, Any], step: Plan, result: dict[str, Any]) -> None:
+def _restore_postgresql(step: Plan, result: dict[str, Any]) -> None:
     """The PostgreSQL restore of a checked Plan: a scratch database with the original's owner, grants and
     settings, pg_restore into it, its revision checked and the ledger's history carried over, then the names swapped
     from the maintenance database and the replaced original dropped (or kept with keep_replaced). Fills result; a
     failure before the swap drops the copy and raises FleetError with the original untouched."""
     target = step.target
     properties = cast(DatabaseProperties, step.properties)  # plan() read them for every PostgreSQL restore
-    maintenance = create_engine(target, dbname=params.get("maintenance_db") or "postgres").execution_options(isolation_level="AUTOCOMMIT")
+    maintenance = create_engine(target, dbname=step.maintenance_db).execution_options(isolation_level="AUTOCOMMIT")
     scratch = side_name(target.dbname, "restore")
     replaced = side_name(target.dbname, "replaced")
     try:
-        admin = _connect_maintenance(maintenance, target, params.get("maintenance_db") or "postgres")
+        admin = _connect_maintenance(maintenance, target, step.maintenance_db)
     except BaseException:
         maintenance.dispose()
         raise
@@ -977,7 +997,7 @@ def _restore_postgresql(params: dict[str, Any], step: Plan, result: dict[str, An
                     warn("the scratch database %s could not be dropped: drop it by hand." % scratch)
             raise _failed(step, entry_id, exc) from None
         # The restored copy is in place: what follows cannot undo the restore.
-        _settle_replaced(admin, step, replaced, entry_id, bool(params.get("keep_replaced")), result)
+        _settle_replaced(admin, step, replaced, entry_id, step.keep_replaced, result)
     finally:
         admin.close()
         maintenance.dispose()
@@ -1032,7 +1052,7 @@ def _copy_onto_live(temp_path: str, live_path: str, timeout: float) -> None:
         raise FleetError("copying the restored copy onto %s failed (%s)" % (live_path, exc)) from None
 
 
-def _restore_sqlite(params: dict[str, Any], step: Plan, result: dict[str, Any]) -> None:
+def _restore_sqlite(step: Plan, result: dict[str, Any]) -> None:
     target = step.target
     live = target.dbname
     entry_id = _start_row(target, step)
@@ -1060,6 +1080,9 @@ def _restore_sqlite(params: dict[str, Any], step: Plan, result: dict[str, Any]) 
 
 # -- the operation ---------------------------------------------------------------------
 def restore(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
+    """db_restore: every check first (plan), then, not in check mode, the restore under the run lock (PostgreSQL: a
+    scratch copy swapped in; SQLite: the online backup API). Fills result (database, path, manifest, revision, before,
+    ledger_entry_id, ...) and returns nothing; raises FleetError with the original untouched before the swap."""
     started = time.monotonic()
     step = plan(params)
     result.update(
@@ -1073,11 +1096,11 @@ def restore(params: dict[str, Any], check_mode: bool, want_diff: bool, result: d
         result["changed"] = True
         return
     # One run at a time: the lock's own session is ended by the swap, which releases it.
-    lock = RunLock(step.target, step.record.run_id, step.record.operator, params.get("lock_wait") or 0)
+    lock = RunLock(step.target, step.record.run_id, step.record.operator, step.lock_wait)
     with lock.held(step.ledger.running):
         result["lock_waited"] = lock.waited
         if step.target.dialect == "postgresql":
-            _restore_postgresql(params, step, result)
+            _restore_postgresql(step, result)
         else:
-            _restore_sqlite(params, step, result)
+            _restore_sqlite(step, result)
     result.update(changed=True, duration=round(time.monotonic() - started, 3))

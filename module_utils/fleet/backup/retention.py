@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ansible.module_utils.fleet.backup.catalog import BACKUP_EXTENSIONS, MANIFEST_SUFFIX, list_backups
+from ansible.module_utils.fleet.backup.catalog import BACKUP_EXTENSIONS, MANIFEST_SUFFIX, list_backups, scan_backup_directory
 from ansible.module_utils.fleet.core.common import FleetError, process_alive
 
 PARTIAL_SUFFIX = ".partial"
@@ -82,14 +82,8 @@ class PartialFile:
 
 def partial_files(directory: str) -> list[PartialFile]:
     """The .partial files directly in a backup directory, by name."""
-    try:
-        entries = sorted(os.scandir(os.path.abspath(directory)), key=lambda entry: entry.name)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise FleetError("backup directory %s cannot be listed (%s): check the path and its permissions." % (directory, exc.strerror or exc)) from None
     found: list[PartialFile] = []
-    for entry in entries:
+    for entry in scan_backup_directory(directory):
         if not (entry.name.startswith(".") and entry.name.endswith(PARTIAL_SUFFIX) and entry.is_file(follow_symlinks=False)):
             continue
         try:

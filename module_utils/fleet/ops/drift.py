@@ -20,6 +20,7 @@ from ansible.module_utils.fleet.alembic.run import AlembicRun, Probe, Step, elap
 from ansible.module_utils.fleet.backup.backup import orphan_partials
 from ansible.module_utils.fleet.backup.catalog import MANIFEST_TIME, ManifestError, dated_backups, read_manifest
 from ansible.module_utils.fleet.core.common import FleetError, scrub
+from ansible.module_utils.fleet.review.cache import ReviewCache
 from ansible.module_utils.fleet.review.lint import ReviewPolicy, finding_line, ledger_review, parse_pg_version, review_steps
 from ansible.module_utils.fleet.review.rules import ERROR
 from ansible.module_utils.fleet.schema.scratch import expected_schema_differences
@@ -228,7 +229,7 @@ def review_policy(params: dict[str, Any]) -> ReviewPolicy:
     """The review's policy from review_rules / review_block / acknowledge, checked before anything runs."""
     return ReviewPolicy.from_params(
         {
-            "rules": params.get("review_rules") or {},
+            "rules": params.get("review_rules"),  # None: the built-in levels
             "block": bool(params.get("review_block")),
             "acknowledge": params.get("acknowledge"),
             "transaction": params.get("review_transaction"),
@@ -236,16 +237,20 @@ def review_policy(params: dict[str, Any]) -> ReviewPolicy:
     )
 
 
-def review_pending(run: AlembicRun, steps: Sequence[Step], policy: ReviewPolicy, server_version: str | None, fresh: bool = False) -> dict[str, Any] | None:
+def review_pending(
+    run: AlembicRun, steps: Sequence[Step], policy: ReviewPolicy, server_version: str | None, fresh: bool = False, cache: ReviewCache | None = None
+) -> dict[str, Any] | None:
     """alembic_lint's review of the planned steps, on the run that is already open; None when nothing is pending.
 
     fresh: the database was empty before this run (it does not exist yet, or no revision is recorded in it).
+    cache: where the same plan's review may already be (review/cache.py); `cached` says whether it was.
     """
     if not steps:
         return None
     started = time.monotonic()
     pg_version = parse_pg_version(server_version) if run.target.dialect == "postgresql" else None
-    review = review_steps(run, steps, policy, pg_version, fresh=fresh)
+    hits = cache.hits if cache is not None else 0
+    review = review_steps(run, steps, policy, pg_version, fresh=fresh, cache=cache)
     findings = review.findings
     return {
         "errors": len(review.blocking),
@@ -258,5 +263,6 @@ def review_pending(run: AlembicRun, steps: Sequence[Step], policy: ReviewPolicy,
         "fresh": fresh,
         "revisions": [entry["revision"] for entry in review.revisions],
         "ledger_review": ledger_review(review.revisions),
+        "cached": cache is not None and cache.hits > hits,
         "duration": elapsed(started),
     }

@@ -1,8 +1,10 @@
 # -*- coding: utf-8 -*-
 # The operations behind the Alembic modules. Each takes the module's params and
-# check/diff flags, fills one result dict (before/after, changed = before !=
-# after) and raises FleetError for expected failures. The modules only wire
-# AnsibleModule to these functions through run_module().
+# check/diff flags (the Operation signature run_module() calls), reads the params
+# ONCE at its top into frozen options (core.options; MigrateOptions, VerifyOptions
+# here) and passes named, typed values inward; fills one result dict
+# (before/after, changed = before != after) and raises FleetError for expected
+# failures. The modules only wire AnsibleModule to these functions.
 from __future__ import annotations
 
 import contextlib
@@ -10,6 +12,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 try:
@@ -25,7 +28,7 @@ from ansible.module_utils.fleet.alembic.run import (
     describe_blocker,
     elapsed,
     explain_migration_failure,
-    open_run,
+    load_project,
 )
 from ansible.module_utils.fleet.alembic.source import uses_autocommit_block
 from ansible.module_utils.fleet.backup.backup import BACKUP_OPTIONS as BACKUP_OPTIONS  # alembic_upgrade's `backup` option
@@ -40,6 +43,7 @@ from ansible.module_utils.fleet.core.common import (
 )
 from ansible.module_utils.fleet.core.db import DatabaseMissing
 from ansible.module_utils.fleet.core.module import Operation
+from ansible.module_utils.fleet.core.options import DEFAULT_TARGET, AlembicOptions, Connection, LockOptions, Timeouts, given
 from ansible.module_utils.fleet.ops.drift import (
     check_allowlist,
     ledger_highlights,
@@ -49,10 +53,10 @@ from ansible.module_utils.fleet.ops.drift import (
     review_policy,
     schema_drift,
 )
+from ansible.module_utils.fleet.review.cache import ReviewCache
 from ansible.module_utils.fleet.review.downgrade import LOSSY, classify_downgrade
 from ansible.module_utils.fleet.schema.scratch import expected_schema_differences, scratch_prefix
 from ansible.module_utils.fleet.state.ledger import (
-    DEFAULT_TABLE,
     FAILED,
     INTERRUPTED,
     RUNNING,
@@ -87,11 +91,15 @@ BLOCKERS_SQL = (
 )
 
 
-def _blockers(conn: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Sessions a migration would queue behind: long transactions and running pg_dumps."""
-    seconds = params.get("long_transaction_seconds")
-    seconds = 60.0 if seconds is None else seconds
-    rows = conn.execute(sa.text(BLOCKERS_SQL), {"ours": "alembic-fleet%", "seconds": float(seconds)}).fetchall()
+def open_alembic(options: AlembicOptions) -> AlembicRun:
+    """The AlembicRun of the options' project on the options' database (nothing is connected yet)."""
+    project = options.project
+    return AlembicRun(load_project(project.config, project.project_dir, project.ini_section), options.connection.target)
+
+
+def _blockers(conn: Any, long_transaction_seconds: float) -> list[dict[str, Any]]:
+    """Sessions a migration would queue behind: transactions older than long_transaction_seconds and running pg_dumps."""
+    rows = conn.execute(sa.text(BLOCKERS_SQL), {"ours": "alembic-fleet%", "seconds": float(long_transaction_seconds)}).fetchall()
     return [{"pid": row[0], "application_name": row[1], "state": row[2], "seconds": row[3], "query": " ".join(str(row[4]).split())} for row in rows]
 
 
@@ -118,9 +126,9 @@ def _leftovers(conn: Any, dbname: str) -> list[dict[str, Any]]:
     return found
 
 
-def _wait_for_quiet(run: AlembicRun, params: dict[str, Any], pending: bool, blockers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _wait_for_quiet(run: AlembicRun, timeouts: Timeouts, pending: bool, blockers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Report blockers (as first read); with wait_for_quiet and something pending, wait for them or stop."""
-    wait = params.get("wait_for_quiet") or 0
+    wait = timeouts.wait_for_quiet
     deadline = time.monotonic() + wait
     while blockers and pending and wait > 0:
         if time.monotonic() >= deadline:
@@ -133,11 +141,12 @@ def _wait_for_quiet(run: AlembicRun, params: dict[str, Any], pending: bool, bloc
             )
         time.sleep(2)
         with run.transaction() as conn:
-            blockers = _blockers(conn, params)
+            blockers = _blockers(conn, timeouts.long_transaction_seconds)
     return blockers
 
 
 def _predict_heads(before: list[str], steps: list[Step]) -> list[str]:
+    """The heads after the steps, without running them: what check mode reports as `after`."""
     heads = list(before)
     for step in steps:
         if step.direction == "upgrade":
@@ -161,29 +170,35 @@ def status(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
 def _status(params: dict[str, Any], result: dict[str, Any], scripts: dict[tuple[str, str, str], Any]) -> None:
     """The status of one database, read without changing it (alembic_status; status_many per entry).
 
-    params: the module's (url, config, target, backup_dir, create_database, drift, review, wait_for_quiet, ...);
-    scripts: loaded script directories shared between databases of one project. Fills result with the project's heads,
-    where the database is, what is pending to the target, the ledger's last runs (a dead run's 'running' row shown as
-    interrupted), the lock holder, blockers and leftover side databases (PostgreSQL), edited applied revision files,
-    whether the post-upgrade backup is missing, and, when asked, schema drift and the review of pending revisions.
-    Raises DatabaseMissing when the database does not exist (and create_database is off), FleetError when it is busy
-    past wait_for_quiet or the project or target cannot be read."""
+    params: the module's (url, config, target, backup_dir, create_database, drift, review, wait_for_quiet, ...), read
+    once here; scripts: loaded script directories shared between databases of one project. In order: checks the
+    options (waits, URL, drift_allow, review policy), reads the newest backup's manifest (backup_dir), then on the
+    database: the project's heads, whether it exists (a missing one is an error unless create_database), where it is,
+    what is pending to the target (all heads when "head" is ambiguous), the ledger's last runs (a dead run's 'running'
+    row shown as interrupted), the lock holder, blockers and leftover side databases (PostgreSQL), edited applied
+    revision files, whether the post-upgrade backup is missing, and, when asked, schema drift and the review of the
+    pending revisions. Fills result with all of it and returns nothing. Raises DatabaseMissing when the database does
+    not exist (and create_database is off), FleetError when it is busy past wait_for_quiet or the project or target
+    cannot be read."""
     started = time.monotonic()
-    run = open_run(params)
+    options = AlembicOptions.from_params(params)
+    run = open_alembic(options)
     run.share_scripts(scripts)
     result["database"] = run.target.label
     allowlist = check_allowlist(params.get("drift_allow"))
     policy = review_policy(params) if params.get("review") else None
-    if params.get("backup_dir"):
+    backup_dir: str | None = given(params, "backup_dir", None)
+    drift = bool(params.get("drift"))
+    if backup_dir:
         try:
-            result["backup"] = newest_backup_status(params["backup_dir"])
+            result["backup"] = newest_backup_status(backup_dir)
         except FleetError as exc:
             result.update(backup=None, backup_note=str(exc))
     with run.session():
         heads = run.script_heads()
         result.update(heads=heads, multiple_heads=len(heads) > 1, revisions=len(run.revision_ids()))
         probe = run.probe()
-        if not probe.exists and not params.get("create_database"):
+        if not probe.exists and not options.create_database:
             raise DatabaseMissing(run.target)
         result.update(
             exists=probe.exists,
@@ -191,7 +206,7 @@ def _status(params: dict[str, Any], result: dict[str, Any], scripts: dict[tuple[
             current=list(probe.current),
             server_version=probe.server_version,
         )
-        spec_text, result["target_ambiguous"] = _status_target(heads, params.get("target"))
+        spec_text, result["target_ambiguous"] = _status_target(heads, options.target)
         spec = run.parse(spec_text, "upgrade")
         steps = run.plan("upgrade", spec, list(probe.current))
         result.update(
@@ -200,19 +215,19 @@ def _status(params: dict[str, Any], result: dict[str, Any], scripts: dict[tuple[
             pending_count=len(steps),
             at_target=not steps,
         )
-        ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
+        ledger = Ledger(options.ledger.table)
         result.update(last_runs=[], last_change=None, last_success=None, last_drill=None, blockers=[], lock_holder=None, changed_files=[])
         if probe.exists:
             postgresql = run.target.dialect == "postgresql"
             blockers: list[dict[str, Any]] = []
             with run.transaction() as conn:  # one connection for all of these reads
-                result["last_runs"] = ledger.read(conn, params.get("ledger_limit") or 5)
+                result["last_runs"] = ledger.read(conn, options.ledger.limit)
                 result["last_change"] = ledger.last_change(conn)
                 result["last_success"], result["last_drill"] = ledger_highlights(conn, ledger, result["last_runs"])
                 if postgresql:
                     result["lock_holder"] = pg_holder(conn, run.target)
                     result["blockers_visible"] = _sees_all_sessions(conn)
-                    blockers = _blockers(conn, params)
+                    blockers = _blockers(conn, options.timeouts.long_transaction_seconds)
                     result["leftovers"] = _leftovers(conn, run.target.dbname)
             if not postgresql:
                 result["lock_holder"] = sqlite_holder(run.target)
@@ -227,24 +242,25 @@ def _status(params: dict[str, Any], result: dict[str, Any], scripts: dict[tuple[
                     result["blockers_note"] = (
                         "the user cannot see other users' sessions: grant it pg_read_all_stats so that long transactions and pg_dumps of other users are found"
                     )
-                result["blockers"] = _wait_for_quiet(run, params, bool(steps), blockers)
-        result["post_backup_missing"] = _post_backup_missing(result.get("last_change"), list(probe.current), result.get("backup"), params)
+                result["blockers"] = _wait_for_quiet(run, options.timeouts, bool(steps), blockers)
+        result["post_backup_missing"] = _post_backup_missing(result.get("last_change"), list(probe.current), result.get("backup"), backup_dir)
         # Opt-in parts of a scheduled status run: nothing of this runs unless asked.
-        if params.get("drift"):
-            result["drift"], result["model_drift"] = schema_drift(run, probe, heads, ledger, allowlist, params.get("maintenance_db") or "postgres")
+        if drift:
+            result["drift"], result["model_drift"] = schema_drift(run, probe, heads, ledger, allowlist, options.connection.maintenance_db)
         if policy is not None:
             # A database that was empty before the run (missing, or no revision recorded) cannot block anyone.
-            result["review"] = review_pending(run, steps, policy, probe.server_version, fresh=not probe.exists or not probe.current)
+            cache = ReviewCache(params.get("review_cache"))  # shared in memory by the databases of this call
+            result["review"] = review_pending(run, steps, policy, probe.server_version, fresh=not probe.exists or not probe.current, cache=cache)
     result["duration"] = elapsed(started)
 
 
-def _status_target(heads: list[str], given: str | None) -> tuple[str, bool]:
+def _status_target(heads: list[str], target: str | None) -> tuple[str, bool]:
     """The target status reads pending revisions against, and whether the one given is ambiguous.
 
     A project with several heads (labelled branches) is migrated with an explicit target (heads, <branch>@head,
     a revision); "head" is then ambiguous, which the preflight refuses. Status still reads them all."""
-    spec_text = given or "head"
-    ambiguous = len(heads) > 1 and spec_text == "head"
+    spec_text = target or DEFAULT_TARGET
+    ambiguous = len(heads) > 1 and spec_text == DEFAULT_TARGET
     return ("heads" if ambiguous else spec_text), ambiguous
 
 
@@ -255,10 +271,10 @@ def _mark_interrupted(entries: list[dict[str, Any] | None]) -> None:
             entry["outcome"] = INTERRUPTED
 
 
-def _post_backup_missing(last_change: dict[str, Any] | None, current: list[str], backup: dict[str, Any] | None, params: dict[str, Any]) -> bool:
+def _post_backup_missing(last_change: dict[str, Any] | None, current: list[str], backup: dict[str, Any] | None, backup_dir: str | None) -> bool:
     """The last change was a successful upgrade to where the database is, and no backup of that revision was taken
     after it (the post-upgrade backup failed, or its run was killed): the next run takes it. Needs `backup_dir`."""
-    if not params.get("backup_dir") or not last_change or not current:
+    if not backup_dir or not last_change or not current:
         return False
     if last_change.get("action") not in ("migrate", "upgrade") or last_change.get("outcome") != SUCCEEDED:
         return False
@@ -304,6 +320,32 @@ def status_many(params: dict[str, Any], check_mode: bool, want_diff: bool, resul
 
 
 # -- upgrade / downgrade ------------------------------------------------------
+@dataclass(frozen=True)
+class MigrateOptions:
+    """alembic_upgrade's and alembic_downgrade's options, read once from the module's params."""
+
+    alembic: AlembicOptions
+    backup: dict[str, Any] | None = None  # db_backup's options for the backup first (None: none); checked when read
+    verify: dict[str, Any] | None = None  # alembic_upgrade's `verify` (None: no verification after the upgrade)
+    refuse: frozenset[str] = frozenset()  # downgrade: the reversibility kinds that refuse it
+    floor: str | None = None  # downgrade: the revision(s) it may not undo
+    undo_entry_id: str | None = None  # the ledger entry this run undoes
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> MigrateOptions:
+        backup_options = params.get("backup")
+        if backup_options is not None:
+            check_backup_options(backup_options)  # a bad `backup` fails now, even when nothing is pending
+        return cls(
+            alembic=AlembicOptions.from_params(params),
+            backup=backup_options,
+            verify=params.get("verify"),
+            refuse=frozenset(given(params, "refuse", ())),
+            floor=params.get("floor"),
+            undo_entry_id=given(params, "undo_entry_id", None),
+        )
+
+
 def make_migrate(direction: str) -> Operation:
     def migrate(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
         _migrate(direction, params, check_mode, want_diff, result)
@@ -311,11 +353,11 @@ def make_migrate(direction: str) -> Operation:
     return migrate
 
 
-def _review_downgrade(params: dict[str, Any], steps: list[Step], result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Classify each revision to undo; refuse before anything runs when policy says so."""
+def _review_downgrade(refuse: frozenset[str], floor: str | None, steps: list[Step], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Classify each revision to undo; refuse before anything runs when policy says so (a kind in refuse, or a
+    revision at or below the floor: one revision id or prefix, or several comma-separated)."""
     planned = []
     refused: list[str] = []
-    refuse = set(params.get("refuse") or ())
     for step in steps:
         entry = step.as_dict()
         verdict = classify_downgrade(step.path)
@@ -324,7 +366,7 @@ def _review_downgrade(params: dict[str, Any], steps: list[Step], result: dict[st
         if verdict.kind in refuse:
             refused.append("%s (%s: %s)" % (step.revision, verdict.kind, "; ".join(verdict.reasons)))
     result["pending"] = planned
-    floors = [part.strip() for part in str(params.get("floor") or "").split(",") if part.strip()]  # several heads: "a1b2,c3d4"
+    floors = [part.strip() for part in str(floor or "").split(",") if part.strip()]  # several heads: "a1b2,c3d4"
     below = [floor for floor in floors if any(step.revision == floor or step.revision.startswith(floor) for step in steps)]
     if below:
         raise FleetError(
@@ -347,22 +389,10 @@ TIMEOUT_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
 }
 
 
-def _session_settings(params: dict[str, Any]) -> dict[str, str]:
-    """PostgreSQL timeouts for the migration's connection (None: the server's own)."""
-    settings = {"client_connection_check_interval": "1s"}  # a killed client ends its query within a second
-    for option in ("lock_timeout", "statement_timeout"):
-        seconds = params.get(option)
-        if seconds is not None:
-            if seconds < 0:
-                raise FleetError("%s %s is negative: give seconds, or 0 for no limit." % (option, seconds))
-            settings[option] = "%dms" % int(seconds * 1000)
-    return settings
-
-
 @contextlib.contextmanager
-def _changing(run: AlembicRun, params: dict[str, Any], ledger: Ledger, record: RunRecord, result: dict[str, Any]) -> Iterator[None]:
+def _changing(run: AlembicRun, lock_options: LockOptions, ledger: Ledger, record: RunRecord, result: dict[str, Any]) -> Iterator[None]:
     """Hold the database's run lock while a change is planned and made."""
-    lock = RunLock(run.target, record.run_id, record.operator, params.get("lock_wait") or 0)
+    lock = RunLock(run.target, record.run_id, record.operator, lock_options.wait)
 
     def running_row(conn: Any) -> Any:
         return ledger.running(conn)
@@ -375,34 +405,37 @@ def _changing(run: AlembicRun, params: dict[str, Any], ledger: Ledger, record: R
 def _migrate(direction: str, params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
     """An upgrade or downgrade (direction) of one database: plan, optional backup first, apply under the run lock.
 
-    params: the module's (url, config, target, backup, verify, lock and timeout options, record, ...). Fills result
-    (before/after, applied, pending in check mode, diff when want_diff, ledger_entry_id, verify). Raises FleetError for
-    a refused plan or a failed migration (its message says where the database is now) and when the verification after
-    an upgrade fails or cannot run."""
+    params: the module's (url, config, target, backup, verify, lock and timeout options, record, ...), read once here
+    into MigrateOptions (a bad `backup`, wait or timeout is refused before anything is reached). In order: parses the
+    target, refuses a missing database unless create_database, takes the run lock (not in check mode, nor for a
+    database still to be created, which takes it once created), then _plan_and_apply; after a real upgrade, the
+    verification asked for (a failed one is recorded in the ledger). Fills result (before/after, applied, pending in
+    check mode, diff when want_diff, ledger_entry_id, verify) and returns nothing. Raises FleetError for a refused plan
+    or a failed migration (its message says where the database is now) and when the verification after an upgrade
+    fails or cannot run."""
     started = time.monotonic()
-    if params.get("backup") is not None:
-        check_backup_options(params["backup"])  # a bad `backup` fails now, even when nothing is pending
-    run = open_run(params)
-    run.session_settings = _session_settings(params)
-    ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
+    options = MigrateOptions.from_params(params)
+    run = open_alembic(options.alembic)
+    run.session_settings = options.alembic.timeouts.session_settings()
+    ledger = Ledger(options.alembic.ledger.table)
     record = RunRecord.from_params(params, default_action=direction)
     result.update(database=run.target.label, direction=direction, before=[], after=[], applied=[])
     with run.session():
-        spec = run.parse(params.get("target"), direction)
+        spec = run.parse(options.alembic.target, direction)
         result["target"] = spec.given
         heads = run.script_heads()
         exists = run.exists()
-        if not exists and not params.get("create_database"):
+        if not exists and not options.alembic.create_database:
             raise DatabaseMissing(run.target)
         if check_mode or not exists:
-            _plan_and_apply(run, direction, spec, params, check_mode, want_diff, result, ledger, record)
+            _plan_and_apply(run, direction, spec, options, check_mode, want_diff, result, ledger, record)
         else:
-            with _changing(run, params, ledger, record, result):
-                _plan_and_apply(run, direction, spec, params, check_mode, want_diff, result, ledger, record)
+            with _changing(run, options.alembic.lock, ledger, record, result):
+                _plan_and_apply(run, direction, spec, options, check_mode, want_diff, result, ledger, record)
         result["log"] = run.log_lines()
-    if direction == "upgrade" and params.get("verify") is not None and not check_mode:
+    if direction == "upgrade" and options.verify is not None and not check_mode:
         try:
-            _verify_after(params, spec.given, heads, result)
+            _verify_after(options.alembic, options.verify, spec.given, heads, result)
         except FleetError as exc:
             if result.get("changed") and "problems" not in result.get("verify", {}):  # it could not run: nothing was judged
                 result.pop("verify_failed", None)
@@ -435,30 +468,32 @@ def _record_unverified(run: AlembicRun, ledger: Ledger, result: dict[str, Any], 
         result["ledger_note"] = "the failed verification could not be recorded in the ledger: the database was unreachable"
 
 
-def _backup_first(params: dict[str, Any], before: list[str], check_mode: bool, record: RunRecord, result: dict[str, Any]) -> None:
+def _backup_first(
+    backup_options: dict[str, Any], connection: Connection, before: list[str], check_mode: bool, record: RunRecord, result: dict[str, Any]
+) -> None:
     """alembic_upgrade's `backup`: db_backup's backup of the database as it is, before anything runs."""
-    options = dict(params["backup"])
-    options.update(url=params["url"], password=params.get("password"), connect_timeout=params.get("connect_timeout"), revision="+".join(before))
+    options = dict(backup_options)
+    options.update(connection.as_params(), revision="+".join(before))
     taken = _sub_step("backup", backup, options, check_mode, result)
     if not check_mode:
         record.backup_path = taken["path"]
         record.backup_sha256 = taken["manifest"]["sha256"]
 
 
-def _verify_after(params: dict[str, Any], given: str, run_heads: list[str], result: dict[str, Any]) -> None:
+def _verify_after(options: AlembicOptions, verify_options: dict[str, Any], target: str, run_heads: list[str], result: dict[str, Any]) -> None:
     """alembic_upgrade's `verify`: alembic_verify at where the upgrade went, in this process."""
     after = result["after"]
-    checks = dict(params)
-    checks.update(
+    checks = VerifyOptions(
+        alembic=options,
         # Exactly the revisions the run ended at: on a project with branches that is not always the project's head.
-        revision="head" if given == "head" else (",".join(after) if after else "base"),
-        compare_schema=params["verify"].get("compare_schema", True),
-        check_files=True,
+        revision=DEFAULT_TARGET if target == DEFAULT_TARGET else (",".join(after) if after else "base"),
         # The project's heads were judged by the preflight: a project with several heads is migrated with an explicit
         # target (heads, <branch>@head, a revision), and its verification does not ask for one head.
-        expected_heads=None if given == "head" else run_heads,
+        expected_heads=None if target == DEFAULT_TARGET else tuple(run_heads),
+        check_files=True,
+        compare_schema=verify_options.get("compare_schema", True),
     )
-    _sub_step("verify", verify, checks, False, result)
+    _sub_step("verify", lambda _params, _check, _diff, sub: _verify(checks, sub), {}, False, result)
 
 
 def _sub_step(name: str, operation: Operation, options: dict[str, Any], check_mode: bool, result: dict[str, Any]) -> dict[str, Any]:
@@ -477,21 +512,23 @@ def _plan_and_apply(
     run: AlembicRun,
     direction: str,
     spec: Any,
-    params: dict[str, Any],
+    options: MigrateOptions,
     check_mode: bool,
     want_diff: bool,
     result: dict[str, Any],
     ledger: Ledger,
     record: RunRecord,
 ) -> None:
-    """Plan the steps from where the database is, review a downgrade's, render SQL for the diff, take the
-    backup asked for (before an upgrade, or a lossy downgrade), then apply (or, in check mode, predict the heads).
-    Creates a missing database when asked. Fills result; raises FleetError as _review_downgrade and _apply do."""
+    """In order: plan the steps from where the database is, review a downgrade's (refusals before anything runs),
+    render SQL for the diff, take the backup asked for (before an upgrade, or a lossy downgrade), then apply (or, in
+    check mode, predict the heads). Creates a missing database (create_database) and takes the run lock in it.
+    Fills result (before, after, pending in check mode, sql, diff) and returns nothing; raises FleetError as
+    _review_downgrade, the backup and _apply do."""
     probe = run.probe()
     before = list(probe.current)
     result.update(before=before, after=before, exists=probe.exists)
     steps = run.plan(direction, spec, before)
-    planned = _review_downgrade(params, steps, result) if direction == "downgrade" else [step.as_dict() for step in steps]
+    planned = _review_downgrade(options.refuse, options.floor, steps, result) if direction == "downgrade" else [step.as_dict() for step in steps]
     sql: str | None = None
     notes: list[str] = []
     if want_diff and steps:
@@ -507,19 +544,19 @@ def _plan_and_apply(
     # Before an upgrade (when asked), and before a downgrade that throws data away: a lossy downgrade is the one
     # change whose loss no later step can give back.
     lossy = direction == "downgrade" and any(entry.get("reversibility") == LOSSY for entry in planned)
-    if params.get("backup") is not None and probe.exists and (direction == "upgrade" or lossy):
-        _backup_first(params, before, check_mode, record, result)
+    if options.backup is not None and probe.exists and (direction == "upgrade" or lossy):
+        _backup_first(options.backup, options.alembic.connection, before, check_mode, record, result)
     if check_mode:
         result.update(changed=True, pending=planned, after=predicted)
     else:
         result.pop("pending", None)
         if not probe.exists:
-            run.ensure_database(True, params.get("maintenance_db") or "postgres")
+            run.ensure_database(True, options.alembic.connection.maintenance_db)
             result["database_created"] = True
-            with _changing(run, params, ledger, record, result):
-                _apply(run, direction, spec, params, result, ledger, record, before, steps, planned, predicted)
+            with _changing(run, options.alembic.lock, ledger, record, result):
+                _apply(run, direction, spec, options, result, ledger, record, before, steps, planned, predicted)
         else:
-            _apply(run, direction, spec, params, result, ledger, record, before, steps, planned, predicted)
+            _apply(run, direction, spec, options, result, ledger, record, before, steps, planned, predicted)
     if want_diff:
         diff: dict[str, Any] = {
             "before": _revision_text(before),
@@ -538,7 +575,7 @@ def _apply(
     run: AlembicRun,
     direction: str,
     spec: Any,
-    params: dict[str, Any],
+    options: MigrateOptions,
     result: dict[str, Any],
     ledger: Ledger,
     record: RunRecord,
@@ -555,10 +592,10 @@ def _apply(
         entry_id = ledger.start(conn, record, before)
     result["ledger_entry_id"] = entry_id
     applied = revision_records(steps, record.review)
-    undo = params.get("undo_entry_id")
+    undo = options.undo_entry_id
     outside = [step.revision for step in steps if uses_autocommit_block(step.path)]
     transactional = not outside
-    per_revision = params.get("transaction") == "revision" and len(steps) > 1
+    per_revision = options.alembic.timeouts.per_revision and len(steps) > 1
     result["transactional"] = transactional and not per_revision
 
     def record_success(conn: Any) -> None:
@@ -568,7 +605,10 @@ def _apply(
 
     try:
         result["lock_retries"] = _with_lock_retries(
-            run, params, lambda: run.migrate(direction, spec, before_commit=record_success, transactional=transactional, per_revision=per_revision)
+            run,
+            options.alembic.lock,
+            options.alembic.timeouts.lock_timeout,
+            lambda: run.migrate(direction, spec, before_commit=record_success, transactional=transactional, per_revision=per_revision),
         )
     except Exception as exc:
         message = str(exc) if isinstance(exc, FleetError) else explain_migration_failure(exc, run.target, direction, run)
@@ -644,10 +684,10 @@ def _is_lock_timeout(exc: BaseException) -> bool:
     return getattr(original, "pgcode", None) == "55P03" or "lock timeout" in str(original or exc)
 
 
-def _with_lock_retries(run: AlembicRun, params: dict[str, Any], attempt: Callable[[], None]) -> int:
+def _with_lock_retries(run: AlembicRun, lock: LockOptions, lock_timeout: float | None, attempt: Callable[[], None]) -> int:
     """Retry a migration that gave up on a lock, with jittered backoff; say who held it."""
-    retries = max(0, params.get("lock_retries") or 0)
-    delay = max(0.0, params.get("lock_retry_delay") or 0)
+    retries = max(0, lock.retries)
+    delay = max(0.0, lock.retry_delay)
     for number in range(retries + 1):
         try:
             attempt()
@@ -659,8 +699,7 @@ def _with_lock_retries(run: AlembicRun, params: dict[str, Any], attempt: Callabl
             if number == retries:
                 raise FleetError(
                     "gave up after %d attempt(s) with lock_timeout %ss: "
-                    "%s; the transaction was rolled back and nothing changed - run again when it is done, or end it."
-                    % (retries + 1, params.get("lock_timeout"), blocker)
+                    "%s; the transaction was rolled back and nothing changed - run again when it is done, or end it." % (retries + 1, lock_timeout, blocker)
                 ) from None
             time.sleep(delay * (2**number) * random.uniform(0.5, 1.5))
     return retries
@@ -674,11 +713,13 @@ def stamp(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dic
     revision the project lacks, and (with require_schema_match) one whose schema is not what the migrations build at the
     target. Records the stamp in the ledger under the run lock; fills result (before/after, diff). Raises FleetError."""
     started = time.monotonic()
-    run = open_run(params)
-    ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
+    options = AlembicOptions.from_params(params)
+    require_schema_match = bool(params.get("require_schema_match"))
+    run = open_alembic(options)
+    ledger = Ledger(options.ledger.table)
     result.update(database=run.target.label, before=[], after=[])
     with run.session():
-        spec = run.parse(params.get("target"), "stamp")
+        spec = run.parse(options.target, "stamp")
         result["target"] = spec.given
         probe = run.probe()
         if not probe.exists:
@@ -703,9 +744,9 @@ def stamp(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dic
         if sorted(wanted) == sorted(before):
             result["duration"] = elapsed(started)
             return
-        if params.get("require_schema_match") and wanted:
+        if require_schema_match and wanted:
             # Baselining trusts nobody: the live schema must be what the migrations build at the target.
-            differences = expected_schema_differences(run, wanted, [ledger.name], params.get("maintenance_db") or "postgres")
+            differences = expected_schema_differences(run, wanted, [ledger.name], options.connection.maintenance_db)
             result["schema_differences"] = differences
             if differences:
                 raise FleetError(
@@ -722,7 +763,7 @@ def stamp(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dic
             }
         if not check_mode:
             record = RunRecord.from_params(params, default_action="stamp")
-            with _changing(run, params, ledger, record, result):
+            with _changing(run, options.lock, ledger, record, result):
                 with run.transaction() as conn:
                     entry_id = ledger.start(conn, record, before)
                 result["ledger_entry_id"] = entry_id
@@ -738,26 +779,51 @@ def stamp(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dic
 
 
 # -- verify -------------------------------------------------------------------
-def verify(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
-    """alembic_verify: check a database is where it should be, without changing it.
+@dataclass(frozen=True)
+class VerifyOptions:
+    """alembic_verify's options, read once from the module's params (or given by alembic_upgrade's `verify`)."""
 
-    params: url, config, revision (default head), expected_heads, check_files, compare_schema. Checks the project's
-    heads, the database's revisions, applied revision files unchanged since (the ledger's checksums), and the live
-    schema against the models or what the migrations build. Fills result (current, expected, problems, schema_*);
-    raises DatabaseMissing, or FleetError listing every problem."""
+    alembic: AlembicOptions
+    revision: str = DEFAULT_TARGET  # where the database should be: head, heads, base or revisions
+    expected_heads: tuple[str, ...] | None = None  # the project's heads as they should be (None: one head, for "head")
+    check_files: bool = True
+    compare_schema: bool = True
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> VerifyOptions:
+        expected = params.get("expected_heads")
+        return cls(
+            alembic=AlembicOptions.from_params(params),
+            revision=given(params, "revision", DEFAULT_TARGET),
+            expected_heads=tuple(expected) if expected else None,
+            check_files=params.get("check_files", True),
+            compare_schema=params.get("compare_schema", True),
+        )
+
+
+def verify(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
+    """alembic_verify: check a database is where it should be, without changing it (see _verify)."""
+    _verify(VerifyOptions.from_params(params), result)
+
+
+def _verify(options: VerifyOptions, result: dict[str, Any]) -> None:
+    """Checks, in order: the project's heads (expected_heads, or one head when verifying at "head"), that the database
+    exists, its revisions against the expected ones, applied revision files unchanged since (the ledger's checksums,
+    check_files), and, when nothing failed so far, the live schema against the models or what the migrations build
+    (compare_schema). Fills result (heads, current, expected, problems, schema_*, log) and returns nothing; raises
+    DatabaseMissing, or FleetError listing every problem."""
     started = time.monotonic()
-    run = open_run(params)
+    run = open_alembic(options.alembic)
     result["database"] = run.target.label
     problems: list[str] = []
     with run.session():
         heads = run.script_heads()
-        expected_heads = params.get("expected_heads")
         result["heads"] = heads
-        if expected_heads:
-            resolved = sorted(run.parse(head, "stamp").ref or "" for head in expected_heads)
+        if options.expected_heads:
+            resolved = sorted(run.parse(head, "stamp").ref or "" for head in options.expected_heads)
             if sorted(heads) != resolved:
                 problems.append("the project's heads are %s, expected %s" % (", ".join(heads), ", ".join(resolved)))
-        elif len(heads) != 1 and (params.get("revision") or "head") == "head":
+        elif len(heads) != 1 and options.revision == DEFAULT_TARGET:
             # Only "head" asks for one head; a database verified at base, heads or given revisions (a rollback on a
             # project with labelled branches) is checked by its revisions alone.
             problems.append(
@@ -767,8 +833,7 @@ def verify(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
         if not probe.exists:
             raise DatabaseMissing(run.target)
         current = list(probe.current)
-        revision = params.get("revision") or "head"
-        spec = run.parse(revision, "stamp")
+        spec = run.parse(options.revision, "stamp")
         if spec.ref == "base":
             expected: list[str] = []
         elif spec.ref in ("head", "heads"):
@@ -780,12 +845,12 @@ def verify(params: dict[str, Any], check_mode: bool, want_diff: bool, result: di
         result.update(current=current, expected=expected)
         if sorted(current) != sorted(expected):
             problems.append("the database is at %s, expected %s" % (", ".join(current) or "base", ", ".join(expected) or "base"))
-        ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)
-        if params.get("check_files", True):
+        ledger = Ledger(options.alembic.ledger.table)
+        if options.check_files:
             problems.extend(_changed_revision_files(run, ledger, current))
         result["schema_compared"] = False
-        if params.get("compare_schema", True) and not problems:
-            _compare_schema(run, params, ledger, current, heads, problems, result)
+        if options.compare_schema and not problems:
+            _compare_schema(run, options.alembic.connection.maintenance_db, ledger, current, heads, problems, result)
         result["problems"] = problems
         result["log"] = run.log_lines()
     result["duration"] = elapsed(started)
@@ -810,7 +875,7 @@ def _changed_revision_files(run: AlembicRun, ledger: Ledger, current: list[str])
 
 
 def _compare_schema(
-    run: AlembicRun, params: dict[str, Any], ledger: Ledger, current: list[str], heads: list[str], problems: list[str], result: dict[str, Any]
+    run: AlembicRun, maintenance_db: str, ledger: Ledger, current: list[str], heads: list[str], problems: list[str], result: dict[str, Any]
 ) -> None:
     if sorted(current) == sorted(heads):
         probe = run.probe(compare=True, ignore_tables=[ledger.name])
@@ -820,10 +885,10 @@ def _compare_schema(
         differences = probe.diffs or []
         against = "the models"
     elif current:
-        differences = expected_schema_differences(run, current, [ledger.name], params.get("maintenance_db") or "postgres")
+        differences = expected_schema_differences(run, current, [ledger.name], maintenance_db)
         against = "what the migrations build at %s" % ", ".join(current)
     else:
-        differences = expected_schema_differences(run, [], [ledger.name], params.get("maintenance_db") or "postgres")
+        differences = expected_schema_differences(run, [], [ledger.name], maintenance_db)
         against = "an empty database"
     result.update(schema_compared=True, schema_compared_with=against, schema_differences=differences)
     if differences:

@@ -32,6 +32,7 @@ from typing import Any
 
 from ansible.module_utils.fleet.alembic.run import AlembicRun, Step, elapsed, open_run
 from ansible.module_utils.fleet.core.common import FleetError
+from ansible.module_utils.fleet.core.options import DEFAULT_TARGET, given
 from ansible.module_utils.fleet.review.acknowledge import (
     IN_FILE,
     OPTION,
@@ -671,13 +672,14 @@ def lint(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict
             elif run.target.dialect == "postgresql":
                 pg_version = parse_pg_version(probe.server_version)
         result.update(current=current, fresh=fresh)
-        spec_text = params.get("target") or "head"
+        spec_text = given(params, "target", DEFAULT_TARGET)
         if len(heads) > 1 and spec_text == "head":
             spec_text = "heads"
         spec = run.parse(spec_text, "upgrade")
         result["target"] = spec.given
         steps = run.plan("upgrade", spec, current)
-        review = review_steps(run, steps, policy, pg_version, binary, fresh=fresh)
+        cache = ReviewCache(params.get("cache"))
+        review = review_steps(run, steps, policy, pg_version, binary, fresh=fresh, cache=cache)
     findings = review.findings
     result.update(
         revisions=review.revisions,
@@ -694,5 +696,6 @@ def lint(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict
         review_file=review_file_path(run.project.config_path),
         ledger_review=ledger_review(review.revisions),
         pg_version=pg_version,
+        cached=cache.hits > 0,
         duration=elapsed(started),
     )

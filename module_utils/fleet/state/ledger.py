@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ansible.module_utils.fleet.core.common import FleetError, plain_table_name
+from ansible.module_utils.fleet.core.options import DEFAULT_LEDGER_TABLE
 
 try:
     import sqlalchemy as sa
 except ImportError:  # pragma: no cover - reported by the module
     sa = None  # type: ignore[assignment]
 
-DEFAULT_TABLE = "alembic_fleet_ledger"
+DEFAULT_TABLE = DEFAULT_LEDGER_TABLE
 RUNNING, SUCCEEDED, FAILED, ROLLED_BACK, INTERRUPTED = "running", "succeeded", "failed", "rolled_back", "interrupted"
 OUTCOMES = (RUNNING, SUCCEEDED, FAILED, ROLLED_BACK, INTERRUPTED)
 ACTIONS = ("migrate", "rollback", "upgrade", "downgrade", "stamp", "restore", "unlock", "drill")

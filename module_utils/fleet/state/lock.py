@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from ansible.module_utils.fleet.core.common import DbTarget, FleetError, check_seconds, parse_target
+from ansible.module_utils.fleet.core.common import DbTarget, FleetError, check_seconds
 from ansible.module_utils.fleet.core.db import connect, create_engine, sqlite_path_problem
-from ansible.module_utils.fleet.state.ledger import DEFAULT_TABLE, SUCCEEDED, Ledger, RunRecord
+from ansible.module_utils.fleet.core.options import Connection, LedgerOptions
+from ansible.module_utils.fleet.state.ledger import SUCCEEDED, Ledger, RunRecord
 
 try:
     import sqlalchemy as sa
@@ -241,8 +242,8 @@ def release_pg_holder(target: DbTarget) -> dict[str, Any] | None:
 
 def unlock(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
     """Break-glass release of a database's run lock, recorded in the ledger."""
-    target = parse_target(params["url"], params.get("password"), params.get("connect_timeout") or 10)
-    ledger = Ledger(params.get("ledger_table") or DEFAULT_TABLE)  # a bad name fails before anything is ended
+    target = Connection.from_params(params).target
+    ledger = Ledger(LedgerOptions.from_params(params).table)  # a bad name fails before anything is ended
     result.update(database=target.label, holder=None)
     if target.dialect == "sqlite":
         holder = sqlite_holder(target)

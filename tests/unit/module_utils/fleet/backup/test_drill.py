@@ -73,9 +73,9 @@ def drill_plan(live: Path, **params: Any) -> Drill:
 # -- which backup ------------------------------------------------------------------------
 def test_choose_backup_needs_exactly_one_of_path_and_backup_dir(tmp_path: Path) -> None:
     with pytest.raises(FleetError, match=r"give either path .* or backup_dir .*, not both"):
-        _choose_backup({"path": "/x", "backup_dir": "/y"}, "equities")
+        _choose_backup("/x", "/y", "equities")
     with pytest.raises(FleetError, match=r"give backup_dir .* or path"):
-        _choose_backup({"path": " ", "backup_dir": None}, "equities")
+        _choose_backup(" ", None, "equities")
 
 
 def test_choose_backup_takes_the_newest_with_a_manifest(tmp_path: Path) -> None:
@@ -83,22 +83,22 @@ def test_choose_backup_takes_the_newest_with_a_manifest(tmp_path: Path) -> None:
     write_backup(directory, days_old=3)
     newest = write_backup(directory, days_old=1)
     write_backup(directory, days_old=0, with_manifest=False)  # a db_backup that did not finish: skipped
-    assert _choose_backup({"backup_dir": str(directory)}, "equities") == str(newest)
+    assert _choose_backup(None, str(directory), "equities") == str(newest)
 
 
 def test_choose_backup_of_an_empty_directory(tmp_path: Path) -> None:
     with pytest.raises(FleetError, match=r"no backup of equities under .*: run backup.yml first"):
-        _choose_backup({"backup_dir": str(tmp_path)}, "equities")
+        _choose_backup(None, str(tmp_path), "equities")
 
 
 def test_choose_backup_by_path(tmp_path: Path) -> None:
     path = write_backup(tmp_path)
-    assert _choose_backup({"path": str(path)}, "equities") == str(path)
+    assert _choose_backup(str(path), None, "equities") == str(path)
     with pytest.raises(FleetError, match="does not exist"):
-        _choose_backup({"path": str(tmp_path / "gone.sqlite3")}, "equities")
+        _choose_backup(str(tmp_path / "gone.sqlite3"), None, "equities")
     bare = write_backup(tmp_path / "bare", with_manifest=False)
     with pytest.raises(FleetError, match="has no manifest"):
-        _choose_backup({"path": str(bare)}, "equities")
+        _choose_backup(str(bare), None, "equities")
 
 
 # -- the manifest ------------------------------------------------------------------------

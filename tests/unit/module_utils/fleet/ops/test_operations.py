@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from ansible.module_utils.fleet.alembic.run import AlembicRun, Step, load_project
 from ansible.module_utils.fleet.core.common import FleetError, parse_target
+from ansible.module_utils.fleet.core.options import LockOptions, Timeouts
 from ansible.module_utils.fleet.ops.operations import (
     _committed_steps,
     _failing_step,
@@ -24,7 +25,6 @@ from ansible.module_utils.fleet.ops.operations import (
     _predict_heads,
     _review_downgrade,
     _revision_text,
-    _session_settings,
     _status_target,
     _with_lock_retries,
 )
@@ -200,7 +200,7 @@ def test_other_failures_are_no_lock_timeout(exc: BaseException) -> None:
 # -- _with_lock_retries (the attempts that never reach describe_blocker) ------------------
 def test_with_lock_retries_counts_no_retry_on_success() -> None:
     calls: list[int] = []
-    assert _with_lock_retries(cast(AlembicRun, None), {"lock_retries": 3}, lambda: calls.append(1)) == 0
+    assert _with_lock_retries(cast(AlembicRun, None), LockOptions(retries=3), None, lambda: calls.append(1)) == 0
     assert calls == [1]
 
 
@@ -212,11 +212,15 @@ def test_with_lock_retries_does_not_retry_other_failures() -> None:
         raise RuntimeError("relation t does not exist")
 
     with pytest.raises(RuntimeError):
-        _with_lock_retries(cast(AlembicRun, None), {"lock_retries": 3}, attempt)
+        _with_lock_retries(cast(AlembicRun, None), LockOptions(retries=3), None, attempt)
     assert calls == [1]
 
 
-# -- _session_settings ------------------------------------------------------------------
+# -- the session's timeouts (Timeouts.session_settings) -------------------------------------
+def _session_settings(params: dict[str, Any]) -> dict[str, str]:
+    return Timeouts.from_params(params).session_settings()
+
+
 def test_session_settings_default_leaves_timeouts_to_the_server() -> None:
     assert _session_settings({}) == {"client_connection_check_interval": "1s"}
     assert _session_settings({"lock_timeout": None, "statement_timeout": None}) == {"client_connection_check_interval": "1s"}
@@ -234,51 +238,51 @@ def test_session_settings_refuse_a_negative_timeout() -> None:
 
 # -- _post_backup_missing ---------------------------------------------------------------
 CHANGE = {"action": "migrate", "outcome": SUCCEEDED, "to_revision": ["b2", "a1"], "finished_at": "2025-03-01T12:00:00Z"}
-PARAMS = {"backup_dir": "/backups/prod/db1/equities"}
+BACKUP_DIR = "/backups/prod/db1/equities"
 
 
 def test_post_backup_missing_when_there_is_no_backup() -> None:
-    assert _post_backup_missing(CHANGE, ["a1", "b2"], None, PARAMS)
+    assert _post_backup_missing(CHANGE, ["a1", "b2"], None, BACKUP_DIR)
 
 
 def test_post_backup_taken_after_the_change() -> None:
     backup = {"revision": "a1+b2", "created_at": "2025-03-01T12:00:05Z"}
-    assert not _post_backup_missing(CHANGE, ["a1", "b2"], backup, PARAMS)
+    assert not _post_backup_missing(CHANGE, ["a1", "b2"], backup, BACKUP_DIR)
 
 
 def test_post_backup_of_the_same_second_counts() -> None:
     backup = {"revision": "a1+b2", "created_at": "2025-03-01T12:00:00Z"}
-    assert not _post_backup_missing(CHANGE, ["a1", "b2"], backup, PARAMS)
+    assert not _post_backup_missing(CHANGE, ["a1", "b2"], backup, BACKUP_DIR)
 
 
 def test_post_backup_missing_when_the_newest_backup_is_older() -> None:
     backup = {"revision": "a1+b2", "created_at": "2025-03-01T11:59:59Z"}
-    assert _post_backup_missing(CHANGE, ["a1", "b2"], backup, PARAMS)
+    assert _post_backup_missing(CHANGE, ["a1", "b2"], backup, BACKUP_DIR)
 
 
 def test_post_backup_missing_when_the_newest_backup_is_of_another_revision() -> None:
     backup = {"revision": "a0", "created_at": "2025-03-01T12:30:00Z"}
-    assert _post_backup_missing(CHANGE, ["a1", "b2"], backup, PARAMS)
+    assert _post_backup_missing(CHANGE, ["a1", "b2"], backup, BACKUP_DIR)
 
 
 @pytest.mark.parametrize(
-    "change, current, params",
+    "change, current, backup_dir",
     [
-        (CHANGE, ["a1", "b2"], {}),  # no backup_dir: nothing to judge
-        (None, ["a1", "b2"], PARAMS),  # no change recorded
-        (CHANGE, [], PARAMS),  # an empty database
-        ({**CHANGE, "action": "downgrade"}, ["a1", "b2"], PARAMS),
-        ({**CHANGE, "action": "restore"}, ["a1", "b2"], PARAMS),
-        ({**CHANGE, "outcome": FAILED}, ["a1", "b2"], PARAMS),
-        ({**CHANGE, "to_revision": ["a1"]}, ["a1", "b2"], PARAMS),  # the database moved on since
+        (CHANGE, ["a1", "b2"], None),  # no backup_dir: nothing to judge
+        (None, ["a1", "b2"], BACKUP_DIR),  # no change recorded
+        (CHANGE, [], BACKUP_DIR),  # an empty database
+        ({**CHANGE, "action": "downgrade"}, ["a1", "b2"], BACKUP_DIR),
+        ({**CHANGE, "action": "restore"}, ["a1", "b2"], BACKUP_DIR),
+        ({**CHANGE, "outcome": FAILED}, ["a1", "b2"], BACKUP_DIR),
+        ({**CHANGE, "to_revision": ["a1"]}, ["a1", "b2"], BACKUP_DIR),  # the database moved on since
     ],
 )
-def test_post_backup_not_asked_for(change: dict[str, Any] | None, current: list[str], params: dict[str, Any]) -> None:
-    assert not _post_backup_missing(change, current, None, params)
+def test_post_backup_not_asked_for(change: dict[str, Any] | None, current: list[str], backup_dir: str | None) -> None:
+    assert not _post_backup_missing(change, current, None, backup_dir)
 
 
 def test_post_backup_after_an_upgrade_action() -> None:
-    assert _post_backup_missing({**CHANGE, "action": "upgrade"}, ["a1", "b2"], None, PARAMS)
+    assert _post_backup_missing({**CHANGE, "action": "upgrade"}, ["a1", "b2"], None, BACKUP_DIR)
 
 
 # -- status: the target and dead runs ------------------------------------------------------
@@ -313,7 +317,7 @@ def _downgrade_steps(run: AlembicRun) -> list[Step]:
 
 def test_review_downgrade_classifies_each_step(equities: AlembicRun) -> None:
     result: dict[str, Any] = {}
-    planned_steps = _review_downgrade({}, _downgrade_steps(equities), result)
+    planned_steps = _review_downgrade(frozenset(), None, _downgrade_steps(equities), result)
     assert [entry["revision"] for entry in planned_steps] == [HISTORY[4], HISTORY[3], HISTORY[2]]
     assert all(entry["reversibility"] in ("reversible", "lossy", "irreversible", "unknown") for entry in planned_steps)
     assert result["pending"] == planned_steps
@@ -322,16 +326,16 @@ def test_review_downgrade_classifies_each_step(equities: AlembicRun) -> None:
 @pytest.mark.parametrize("floor", [HISTORY[3], HISTORY[3][:6], "zzzz, " + HISTORY[2]])
 def test_review_downgrade_refuses_to_go_below_the_floor(equities: AlembicRun, floor: str) -> None:
     with pytest.raises(FleetError, match="below the allowed floor"):
-        _review_downgrade({"floor": floor}, _downgrade_steps(equities), {"target": HISTORY[1]})
+        _review_downgrade(frozenset(), floor, _downgrade_steps(equities), {"target": HISTORY[1]})
 
 
 def test_review_downgrade_allows_a_floor_it_does_not_cross(equities: AlembicRun) -> None:
-    _review_downgrade({"floor": HISTORY[1]}, _downgrade_steps(equities), {})
+    _review_downgrade(frozenset(), HISTORY[1], _downgrade_steps(equities), {})
 
 
 def test_review_downgrade_refuses_what_policy_refuses(equities: AlembicRun) -> None:
     result: dict[str, Any] = {}
-    kinds = {entry["reversibility"] for entry in _review_downgrade({}, _downgrade_steps(equities), result)}
+    kinds = {entry["reversibility"] for entry in _review_downgrade(frozenset(), None, _downgrade_steps(equities), result)}
     with pytest.raises(FleetError, match="refusing to downgrade: "):
-        _review_downgrade({"refuse": sorted(kinds)}, _downgrade_steps(equities), {})
-    _review_downgrade({"refuse": sorted({"reversible", "lossy", "irreversible", "unknown"} - kinds)}, _downgrade_steps(equities), {})
+        _review_downgrade(frozenset(kinds), None, _downgrade_steps(equities), {})
+    _review_downgrade(frozenset({"reversible", "lossy", "irreversible", "unknown"} - kinds), None, _downgrade_steps(equities), {})
