@@ -40,16 +40,7 @@ description:
   - Read-only. It never changes anything and always returns C(changed=false).
   - Needs the C(squawk) binary (C(pip install squawk-cli)) next to the Python running the module or on E(PATH).
 version_added: "1.0.0"
-requirements:
-  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
-  - "alembic and SQLAlchemy 2 (Python packages) on the host that runs the module"
-  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
-  - "pglast (Python package; the review parses SQL with PostgreSQL's own parser) on the host that runs the module"
-  - "squawk (Python package C(squawk-cli), the SQL linter of the review) on the host that runs the module"
-notes:
-  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
-    the requirements list, not the database host."
-extends_documentation_fragment: [fleet.connection, fleet.project]
+extends_documentation_fragment: [fleet.alembic_squawk, fleet.connection, fleet.project]
 options:
   target:
     description:
@@ -68,6 +59,11 @@ options:
       - Ignored without O(offline).
     type: str
     default: base
+  cache:
+    description:
+      - A directory (on the host that runs the module) where the review of a plan is kept and read back, as
+        M(alembic_status) O(alembic_status#module:review_cache) does; the policy is applied afresh every time.
+    type: path
   rules:
     description:
       - The policy - rule name to level (V(error), V(warning) or V(off)), over alembic-fleet's built-in levels.
@@ -130,6 +126,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary_line:
+  description: >-
+    The review in one line (RV(summary) holds its counts) - C(2 pending revisions from c3e5071a2d43 reviewed: 1
+    warning), C(at e5f7293c4a65, nothing pending, nothing to review), C(NEEDS ATTENTION - the review blocks 2
+    pending revisions: 1 error) when RV(blocked); on failure C(review failed: <message>).
+  returned: always, also on failure
+  type: str
+  sample: "2 pending revisions from c3e5071a2d43 reviewed: 1 error (not blocking)"
 database:
   description: Password-free description of the target.
   returned: always
@@ -227,6 +231,10 @@ note:
   description: Set when the database does not exist yet, so every revision up to O(target) was reviewed.
   returned: when the database does not exist
   type: str
+cached:
+  description: Whether the review was read back from O(cache) instead of computed.
+  returned: success
+  type: bool
 pg_version:
   description: The PostgreSQL server version squawk was told, or null.
   returned: success
@@ -244,6 +252,7 @@ duration:
 
 from ansible.module_utils.fleet.core.module import FleetModule, run_module
 from ansible.module_utils.fleet.ops.operations import IMPORT_ERROR, alembic_argument_spec
+from ansible.module_utils.fleet.report.summary import lint_summary
 from ansible.module_utils.fleet.review.lint import lint
 
 
@@ -252,6 +261,7 @@ def main() -> None:
         argument_spec=alembic_argument_spec(
             target=dict(type="str", default="head"),
             offline=dict(type="bool", default=False),
+            cache=dict(type="path"),
             from_revision=dict(type="str", default="base"),
             rules=dict(type="dict", default={}),
             block=dict(type="bool", default=False),
@@ -260,7 +270,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    run_module(module, lint, IMPORT_ERROR)
+    run_module(module, lint, IMPORT_ERROR, summary=lint_summary, summary_key="summary_line")
 
 
 if __name__ == "__main__":

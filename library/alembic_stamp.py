@@ -11,15 +11,7 @@ description:
   - This trusts the operator that the schema really is at O(target); verify it with M(alembic_verify) afterwards.
   - Reports C(changed=false) when the database already records O(target). Check mode writes nothing.
 version_added: "1.0.0"
-requirements:
-  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
-  - "alembic and SQLAlchemy 2 (Python packages) on the host that runs the module"
-  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
-  - "pglast (Python package; the review parses SQL with PostgreSQL's own parser) on the host that runs the module"
-notes:
-  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
-    the requirements list, not the database host."
-extends_documentation_fragment: [fleet.connection, fleet.project, fleet.ledger, fleet.lock]
+extends_documentation_fragment: [fleet.alembic, fleet.connection, fleet.project, fleet.ledger, fleet.lock]
 options:
   target:
     description: Revision to record. V(head), V(heads), V(base) (empties the version table) or a revision id or unique prefix.
@@ -56,6 +48,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary:
+  description: >-
+    What the module did, in one line - C(stamped unversioned -> e5f7293c4a65 (schema verified equal)), C(already at
+    e5f7293c4a65, nothing to do); in check mode C(would stamp ...); on failure C(stamp failed: <message>).
+  returned: always, also on failure
+  type: str
+  sample: "stamped unversioned -> e5f7293c4a65 (schema verified equal)"
 database:
   description: Password-free description of the target.
   returned: always
@@ -92,6 +91,7 @@ duration:
 
 from ansible.module_utils.fleet.core.module import FleetModule, run_module
 from ansible.module_utils.fleet.ops.operations import IMPORT_ERROR, alembic_argument_spec, stamp
+from ansible.module_utils.fleet.report.summary import stamp_summary
 from ansible.module_utils.fleet.state.ledger import LEDGER_ARGUMENT_SPEC
 from ansible.module_utils.fleet.state.lock import LOCK_ARGUMENT_SPEC
 
@@ -107,7 +107,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    run_module(module, stamp, IMPORT_ERROR)
+    run_module(module, stamp, IMPORT_ERROR, summary=stamp_summary)
 
 
 if __name__ == "__main__":

@@ -15,16 +15,7 @@ description:
     nothing unless asked - schema drift (O(drift), O(drift_allow)), the newest backup (O(backup_dir)) and the review
     of the pending revisions (O(review)).
 version_added: "1.0.0"
-requirements:
-  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
-  - "alembic and SQLAlchemy 2 (Python packages) on the host that runs the module"
-  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
-  - "pglast (Python package; the review parses SQL with PostgreSQL's own parser) on the host that runs the module"
-  - "squawk (Python package C(squawk-cli), the SQL linter of the review) on the host that runs the module when O(review) is on"
-notes:
-  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
-    the requirements list, not the database host."
-extends_documentation_fragment: [fleet.connection, fleet.project, fleet.create]
+extends_documentation_fragment: [fleet.alembic_squawk_review, fleet.connection, fleet.project, fleet.create]
 options:
   target:
     description:
@@ -104,6 +95,16 @@ options:
     type: str
     choices: [plan, revision]
     default: plan
+  review_cache:
+    description:
+      - A directory (on the host that runs the module) where the review of a plan is kept and read back, so that
+        the same revision files are reviewed once - across databases, environments and runs. The key covers every
+        file under the project's C(script_location) and its C(alembic.ini), the plan, the dialect, the server's
+        version, an empty database or not, O(review_transaction) and the review code; the policy
+        (O(review_rules), O(review_block), O(acknowledge)) is applied afresh every time. Not set - the review is
+        still shared by the databases of one call, in memory. Helper packages installed outside the project are not
+        part of the key - clear the directory when one changes.
+    type: path
   acknowledge:
     description:
       - Acknowledged review findings for O(review), as M(alembic_lint) O(alembic_lint#module:acknowledge) - revision
@@ -179,6 +180,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary:
+  description: >-
+    The status in one line - C(at c3e5071a2d43, 2 revisions pending), C(at e5f7293c4a65, nothing pending), C(does
+    not exist yet, 2 revisions pending); with O(databases), C(<name>: ...) for each, joined by C(; ); on failure
+    C(status failed: <message>).
+  returned: always, also on failure
+  type: str
+  sample: "at c3e5071a2d43, 2 revisions pending"
 database:
   description: Password-free description of the target.
   returned: always
@@ -367,6 +376,7 @@ review:
       description: The review in the shape the upgrade modules' C(record.review) option keeps in the ledger, as M(alembic_lint) returns it.
       type: list
       elements: dict
+    cached: {description: Whether the review was read back (O(review_cache), or another database of this call)., type: bool}
     duration: {description: Seconds the review took., type: float}
 revisions:
   description: Number of revisions in the project.
@@ -397,6 +407,7 @@ from ansible.module_utils.fleet.ops.operations import (
     status,
     status_many,
 )
+from ansible.module_utils.fleet.report.summary import status_summary
 
 
 def main() -> None:
@@ -417,6 +428,7 @@ def main() -> None:
             review_rules=dict(type="dict", default={}),
             review_block=dict(type="bool", default=False),
             review_transaction=dict(type="str", choices=["plan", "revision"], default="plan"),
+            review_cache=dict(type="path"),
             acknowledge=dict(type="dict"),
             databases=dict(type="list", elements="dict", options={**DATABASE_ENTRY_OPTIONS, "acknowledge": dict(type="dict")}),
         ),
@@ -425,7 +437,7 @@ def main() -> None:
         mutually_exclusive=[("url", "databases"), ("config", "databases"), ("password", "databases")],
         supports_check_mode=True,
     )
-    run_module(module, status_many if module.params["databases"] is not None else status, IMPORT_ERROR)
+    run_module(module, status_many if module.params["databases"] is not None else status, IMPORT_ERROR, summary=status_summary)
 
 
 if __name__ == "__main__":

@@ -14,17 +14,7 @@ description:
     anything is pending. With C(--diff) the SQL that runs (or would run) is returned as the diff, rendered by
     Alembic's offline mode for the database's dialect.
 version_added: "1.0.0"
-requirements:
-  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
-  - "alembic and SQLAlchemy 2 (Python packages) on the host that runs the module"
-  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
-  - "pglast (Python package; the review parses SQL with PostgreSQL's own parser) on the host that runs the module"
-  - "C(pg_dump) and C(pg_restore) of at least the server's major version on the host that runs the module (PostgreSQL) when O(backup) is given"
-notes:
-  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
-    the requirements list, not the database host."
-  - "Alembic runs in process through its Python API; no C(alembic) command is needed."
-extends_documentation_fragment: [fleet.connection, fleet.project, fleet.create, fleet.ledger, fleet.lock, fleet.timeouts]
+extends_documentation_fragment: [fleet.alembic_backup, fleet.connection, fleet.project, fleet.create, fleet.ledger, fleet.lock, fleet.timeouts]
 options:
   target:
     description:
@@ -102,6 +92,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary:
+  description: >-
+    What the module did, in one line - C(upgraded c3e5071a2d43 -> e5f7293c4a65 (2 revisions), backup <path>), C(at
+    e5f7293c4a65, nothing to do); in check mode C(would upgrade ...), C(would back up to <directory>); on failure
+    C(upgrade failed: <message>).
+  returned: always, also on failure
+  type: str
+  sample: "upgraded c3e5071a2d43 -> e5f7293c4a65 (2 revisions), backup /srv/backups/prod/db1/equities/20261123T172600Z_c3e5071a2d43.dump"
 database:
   description: Password-free description of the target.
   returned: always
@@ -216,6 +214,7 @@ from ansible.module_utils.fleet.ops.operations import (
     alembic_argument_spec,
     make_migrate,
 )
+from ansible.module_utils.fleet.report.summary import upgrade_summary
 from ansible.module_utils.fleet.state.ledger import LEDGER_ARGUMENT_SPEC
 from ansible.module_utils.fleet.state.lock import LOCK_ARGUMENT_SPEC
 
@@ -233,7 +232,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    run_module(module, make_migrate("upgrade"), IMPORT_ERROR)
+    run_module(module, make_migrate("upgrade"), IMPORT_ERROR, summary=upgrade_summary)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,7 @@ description:
     live schema matches the models (Alembic's C(compare_metadata), as C(alembic check) does).
   - Fails with a readable list of every difference. Never changes anything; C(changed) is always false.
 version_added: "1.0.0"
-requirements:
-  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
-  - "alembic and SQLAlchemy 2 (Python packages) on the host that runs the module"
-  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
-  - "pglast (Python package; the review parses SQL with PostgreSQL's own parser) on the host that runs the module"
-notes:
-  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
-    the requirements list, not the database host."
-extends_documentation_fragment: [fleet.connection, fleet.project]
+extends_documentation_fragment: [fleet.alembic, fleet.connection, fleet.project]
 options:
   revision:
     description:
@@ -71,6 +63,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary:
+  description: >-
+    The verification in one line - C(verified at e5f7293c4a65, schema equal to <what it was compared with>) or
+    C(..., schema not compared); on failure C(verification failed: <message>).
+  returned: always, also on failure
+  type: str
+  sample: "verified at e5f7293c4a65, schema not compared"
 database:
   description: Password-free description of the target.
   returned: always
@@ -121,6 +120,7 @@ duration:
 
 from ansible.module_utils.fleet.core.module import FleetModule, run_module
 from ansible.module_utils.fleet.ops.operations import IMPORT_ERROR, alembic_argument_spec, verify
+from ansible.module_utils.fleet.report.summary import verify_summary
 
 
 def main() -> None:
@@ -135,7 +135,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    run_module(module, verify, IMPORT_ERROR)
+    run_module(module, verify, IMPORT_ERROR, summary=verify_summary)
 
 
 if __name__ == "__main__":

@@ -23,16 +23,7 @@ description:
     older, pid-less one untouched for an hour), and says so in RV(removed_partials).
   - Every run writes a new backup, so C(changed) is always true; in check mode nothing is written.
 version_added: "1.0.0"
-requirements:
-  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
-  - "SQLAlchemy 2 (Python package) on the host that runs the module"
-  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
-  - "C(pg_dump) and C(pg_restore) of at least the server's major version on the host that runs the module (PostgreSQL)"
-notes:
-  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
-    the requirements list, not the database host."
-  - "Passwords reach C(pg_dump) and C(pg_restore) only through an in-memory C(PGPASSFILE), never argv or the environment."
-extends_documentation_fragment: [fleet.connection]
+extends_documentation_fragment: [fleet.database_pg_tools, fleet.passfile_pg_tools, fleet.connection]
 options:
   backup_root:
     description: Directory that holds all backups. Created as 0700 when missing.
@@ -126,6 +117,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary:
+  description: >-
+    What the module did, in one line - C(backed up <revision> to <path> (<size> bytes, sha256 <first 12 hex
+    digits>)), then C(, retention deleted N old backups) when it did; in check mode C(would back up <revision> to
+    <directory>/); on failure C(backup failed: <message>).
+  returned: always, also on failure
+  type: str
+  sample: "backed up e5f7293c4a65 to /srv/backups/prod/db1/equities/20261123T172609Z_e5f7293c4a65.dump (73421 bytes, sha256 0f3a9c1d2e4b)"
 path:
   description: Path of the backup file.
   returned: always
@@ -169,9 +168,12 @@ duration:
 """
 
 
+from functools import partial
+
 from ansible.module_utils.fleet.backup.backup import BACKUP_OPTIONS, backup
 from ansible.module_utils.fleet.core.common import CONNECTION_ARGUMENT_SPEC, argument_spec
 from ansible.module_utils.fleet.core.module import FleetModule, run_module
+from ansible.module_utils.fleet.report.summary import backup_summary
 
 
 def main() -> None:
@@ -183,7 +185,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    run_module(module, backup)
+    run_module(module, backup, summary=partial(backup_summary, revision=module.params["revision"]))
 
 
 if __name__ == "__main__":

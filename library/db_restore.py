@@ -39,16 +39,7 @@ description:
     original are replayed by pg_restore as that role (C(SET SESSION AUTHORIZATION)), which needs a superuser;
     without one the restore fails before the swap, leaving the original untouched.
 version_added: "1.0.0"
-requirements:
-  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
-  - "SQLAlchemy 2 (Python package) on the host that runs the module"
-  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
-  - "C(pg_restore) of at least the server's major version on the host that runs the module (PostgreSQL)"
-notes:
-  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
-    the requirements list, not the database host."
-  - "Passwords reach C(pg_restore) only through an in-memory C(PGPASSFILE), never argv or the environment."
-extends_documentation_fragment: [fleet.connection, fleet.ledger, fleet.lock]
+extends_documentation_fragment: [fleet.database_pg_restore, fleet.passfile_pg_restore, fleet.connection, fleet.ledger, fleet.lock]
 options:
   path:
     description: The backup file written by M(db_backup); its manifest C(<path>.manifest.json) must be beside it.
@@ -116,6 +107,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary:
+  description: >-
+    What the module did, in one line - C(restored <path> (revision <revision>)); in check mode C(would restore ...); on failure C(restore failed: <message>).
+  returned: always, also on failure
+  type: str
+  sample: "restored /srv/backups/prod/db1/equities/20261123T172600Z_c3e5071a2d43.dump (revision c3e5071a2d43)"
 path:
   description: Absolute path of the backup.
   returned: always
@@ -176,6 +173,7 @@ from ansible.module_utils.fleet.backup.restore import restore
 from ansible.module_utils.fleet.core.common import CONNECTION_ARGUMENT_SPEC, argument_spec
 from ansible.module_utils.fleet.core.db import SQLALCHEMY_IMPORT_ERROR
 from ansible.module_utils.fleet.core.module import FleetModule, run_module
+from ansible.module_utils.fleet.report.summary import restore_summary
 from ansible.module_utils.fleet.state.ledger import LEDGER_ARGUMENT_SPEC
 from ansible.module_utils.fleet.state.lock import LOCK_ARGUMENT_SPEC
 
@@ -197,7 +195,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    run_module(module, restore, SQLALCHEMY_IMPORT_ERROR, "SQLAlchemy")
+    run_module(module, restore, SQLALCHEMY_IMPORT_ERROR, "SQLAlchemy", summary=restore_summary)
 
 
 if __name__ == "__main__":

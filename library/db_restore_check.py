@@ -29,16 +29,7 @@ description:
   - A failed drill fails the task after it is recorded, naming the failed checks; the return values are
     returned as well.
 version_added: "1.0.0"
-requirements:
-  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
-  - "alembic and SQLAlchemy 2 (Python packages) on the host that runs the module"
-  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
-  - "pglast (Python package; the review parses SQL with PostgreSQL's own parser) on the host that runs the module"
-  - "C(pg_restore) of at least the server's major version on the host that runs the module (PostgreSQL)"
-notes:
-  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
-    the requirements list, not the database host."
-extends_documentation_fragment: [fleet.connection, fleet.project, fleet.ledger]
+extends_documentation_fragment: [fleet.alembic_pg_restore, fleet.connection, fleet.project, fleet.ledger]
 options:
   backup_dir:
     description:
@@ -86,6 +77,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary:
+  description: >-
+    The drill in one line - C(restored <path> (revision <revision>) into a scratch database in <seconds> s; all N
+    checks passed); in check mode C(would drill <path>); on failure C(restore drill failed: <message>).
+  returned: always, also on failure
+  type: str
+  sample: "restored /srv/backups/prod/db1/equities/20261123T172600Z_c3e5.dump (revision c3e5) into a scratch database in 1.2 s; all 5 checks passed"
 path:
   description: Absolute path of the backup drilled (or, in check mode, that would be).
   returned: always
@@ -144,6 +142,7 @@ left_behind:
 from ansible.module_utils.fleet.backup.drill import drill
 from ansible.module_utils.fleet.core.module import FleetModule, run_module
 from ansible.module_utils.fleet.ops.operations import IMPORT_ERROR, alembic_argument_spec
+from ansible.module_utils.fleet.report.summary import drill_summary
 from ansible.module_utils.fleet.state.ledger import LEDGER_ARGUMENT_SPEC
 
 
@@ -160,7 +159,7 @@ def main() -> None:
         required_one_of=[("backup_dir", "path")],
         supports_check_mode=True,
     )
-    run_module(module, drill, IMPORT_ERROR)
+    run_module(module, drill, IMPORT_ERROR, summary=drill_summary)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,7 @@ description:
   - SQLite - a lock is only ever held by a live process; the module names it instead of killing it.
   - In check mode it reports the holder and ends nothing.
 version_added: "1.0.0"
-requirements:
-  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
-  - "SQLAlchemy 2 (Python package) on the host that runs the module"
-  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"
-notes:
-  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
-    the requirements list, not the database host."
-extends_documentation_fragment: [fleet.connection, fleet.ledger]
+extends_documentation_fragment: [fleet.database, fleet.connection, fleet.ledger]
 attributes:
   check_mode:
     support: full
@@ -39,6 +32,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary:
+  description: >-
+    What the module did, in one line - C(ended pid <pid> (run <run_id>, since <time>)) or C(holds no lock, nothing
+    to release); in check mode C(would end ...); on failure C(release of the run lock failed: <message>).
+  returned: always, also on failure
+  type: str
+  sample: "holds no lock, nothing to release"
 database:
   description: Password-free description of the target.
   returned: always
@@ -56,13 +56,14 @@ ledger_entry_id:
 
 from ansible.module_utils.fleet.core.common import CONNECTION_ARGUMENT_SPEC, argument_spec
 from ansible.module_utils.fleet.core.module import FleetModule, run_module
+from ansible.module_utils.fleet.report.summary import unlock_summary
 from ansible.module_utils.fleet.state.ledger import LEDGER_ARGUMENT_SPEC
 from ansible.module_utils.fleet.state.lock import unlock
 
 
 def main() -> None:
     module = FleetModule(argument_spec=argument_spec(CONNECTION_ARGUMENT_SPEC, LEDGER_ARGUMENT_SPEC), supports_check_mode=True)
-    run_module(module, unlock)
+    run_module(module, unlock, summary=unlock_summary)
 
 
 if __name__ == "__main__":

@@ -40,11 +40,7 @@ description:
     C(alembic_fleet_drill_duration_seconds); plus C(alembic_fleet_report_timestamp_seconds) without labels, for a
     staleness alert. A sample whose value is unknown is left out; the file never contains NaN."
 version_added: "1.0.0"
-requirements:
-  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"
-notes:
-  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
-    the requirements list, not the database host."
+extends_documentation_fragment: [fleet.requirements]
 options:
   databases:
     description:
@@ -152,6 +148,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+summary_line:
+  description: >-
+    The report in one line (RV(summary) holds its counts) - C(4 databases: 1 red, 1 amber, 2 green; report <json
+    path>) (C(would write) in check mode); on failure C(report failed: <message>).
+  returned: always, also on failure
+  type: str
+  sample: "4 databases: 1 red, 1 amber, 2 green; report /srv/reports/alembic-fleet/status.json"
 paths:
   description: The report files, by kind (C(json), C(html), C(markdown) and, with O(metrics_path), C(metrics)).
   returned: when the report was judged
@@ -224,6 +227,7 @@ databases:
 
 from ansible.module_utils.fleet.core.module import FleetModule, run_module
 from ansible.module_utils.fleet.report.render import report
+from ansible.module_utils.fleet.report.summary import report_summary
 
 
 def main() -> None:
@@ -241,7 +245,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    run_module(module, report)
+    run_module(module, report, summary=report_summary, summary_key="summary_line")
 
 
 if __name__ == "__main__":

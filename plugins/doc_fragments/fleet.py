@@ -2,8 +2,55 @@
 # Documentation shared by alembic-fleet's modules (ansible-doc merges these).
 from __future__ import annotations
 
+# What a module needs where it runs. ansible-doc sorts the union when two fragments of one module both list
+# requirements, so each module takes exactly ONE of the requirement fragments below, composed here from the same
+# lines in the order an operator reads them; notes are appended in order and may come from several fragments.
+_PYTHON = '  - "Python 3.11 or newer on the host that runs the module (the control node for C(ansible_connection=local))"\n'
+_SQLALCHEMY = '  - "SQLAlchemy 2 (Python package) on the host that runs the module"\n'
+_ALEMBIC = '  - "alembic and SQLAlchemy 2 (Python packages) on the host that runs the module"\n'
+_PSYCOPG2 = '  - "psycopg2 (Python package, e.g. C(psycopg2-binary)) on the host that runs the module, for PostgreSQL databases"\n'
+_PGLAST = '  - "pglast (Python package; the review parses SQL with PostgreSQL\'s own parser) on the host that runs the module"\n'
+_SQUAWK = '  - "squawk (Python package C(squawk-cli), the SQL linter of the review) on the host that runs the module%s"\n'
+_PG_TOOLS = '  - "C(pg_dump) and C(pg_restore) of at least the server\'s major version on the host that runs the module (PostgreSQL)%s"\n'
+_PG_RESTORE = '  - "C(pg_restore) of at least the server\'s major version on the host that runs the module (PostgreSQL)"\n'
+_RUNS_WHERE = """notes:
+  - "Runs where the task runs: with C(ansible_connection=local), as the collection's roles use it, the control node needs what
+    the requirements list, not the database host."
+"""
+_NO_OPTIONS = "options: {}\n"  # ansible-doc wants options (or attributes) in every fragment
+_ALEMBIC_STACK = (_PYTHON, _ALEMBIC, _PSYCOPG2, _PGLAST)
+_DATABASE_STACK = (_PYTHON, _SQLALCHEMY, _PSYCOPG2)
+
+
+def _requirements(*lines: str, notes: tuple[str, ...] = ()) -> str:
+    return "requirements:\n" + "".join(lines) + _RUNS_WHERE + "".join('  - "%s"\n' % note for note in notes) + _NO_OPTIONS
+
+
+def _notes(*lines: str) -> str:
+    return "notes:\n" + "".join('  - "%s"\n' % line for line in lines) + _NO_OPTIONS
+
 
 class ModuleDocFragment:
+    # -- requirements (and where they are needed): exactly one per module --------------------------------------
+    REQUIREMENTS = _requirements(_PYTHON)  # fleet_report: it only writes files
+    ALEMBIC = _requirements(*_ALEMBIC_STACK)
+    # alembic_upgrade and alembic_downgrade (which may take a backup first, and run Alembic's migrations)
+    ALEMBIC_BACKUP = _requirements(
+        *_ALEMBIC_STACK,
+        _PG_TOOLS % " when O(backup) is given",
+        notes=("Alembic runs in process through its Python API; no C(alembic) command is needed.",),
+    )
+    ALEMBIC_PG_RESTORE = _requirements(*_ALEMBIC_STACK, _PG_RESTORE)
+    ALEMBIC_SQUAWK = _requirements(*_ALEMBIC_STACK, _SQUAWK % "")
+    ALEMBIC_SQUAWK_REVIEW = _requirements(*_ALEMBIC_STACK, _SQUAWK % " when O(review) is on")
+    DATABASE = _requirements(*_DATABASE_STACK)
+    DATABASE_PG_TOOLS = _requirements(*_DATABASE_STACK, _PG_TOOLS % "")
+    DATABASE_PG_RESTORE = _requirements(*_DATABASE_STACK, _PG_RESTORE)
+
+    # -- notes a module adds to its requirements' ---------------------------------------------------------------
+    PASSFILE_PG_TOOLS = _notes("Passwords reach C(pg_dump) and C(pg_restore) only through an in-memory C(PGPASSFILE), never argv or the environment.")
+    PASSFILE_PG_RESTORE = _notes("Passwords reach C(pg_restore) only through an in-memory C(PGPASSFILE), never argv or the environment.")
+
     CONNECTION = r"""
 options:
   url:

@@ -20,6 +20,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.fleet.core.common import DECLARE_PACKAGES, FleetError, scrub, sweep_stale_passfiles, url_secrets
 
 Operation = Callable[[dict[str, Any], bool, bool, dict[str, Any]], None]
+# (result, check_mode) -> the module's one line; on failure the result also holds failed=True and msg.
+Summary = Callable[[dict[str, Any], bool], str]
 
 
 # ansible-core names Python classes in a failed conversion: "<class 'ansible._internal..._AnsibleTaggedDict'>".
@@ -52,27 +54,55 @@ class FleetModule(AnsibleModule):
         super().fail_json(msg=plain_type_message(msg), **kwargs)
 
 
-def run_module(module: AnsibleModule, operation: Operation, import_error: str | None = None, libraries: str = "alembic and SQLAlchemy") -> None:
+def run_module(
+    module: AnsibleModule,
+    operation: Operation,
+    import_error: str | None = None,
+    libraries: str = "alembic and SQLAlchemy",
+    summary: Summary | None = None,
+    summary_key: str = "summary",
+) -> None:
+    """Run operation with the module's params and exit with its result; `summary` writes the result's one line
+    under `summary_key` (a module whose `summary` is already a dict of counts keeps it and names the line otherwise)."""
     hide_url_passwords(module)
     sweep_stale_passfiles()
     if import_error:
         module.fail_json(msg=missing_required_lib(libraries), exception=import_error)
     result: dict[str, Any] = {"changed": False}
     password = module.params.get("password")
+    check_mode = bool(module.check_mode)
+
+    def fail(msg: str, **extra: Any) -> NoReturn:
+        _summarise(result, summary, summary_key, check_mode, password, msg)
+        module.fail_json(msg=msg, **extra, **result)
+
     try:
-        operation(module.params, module.check_mode, bool(module._diff), result)
+        operation(module.params, check_mode, bool(module._diff), result)
     except FleetError as exc:
-        module.fail_json(msg=scrub(str(exc), password), **result)
+        fail(scrub(str(exc), password))
     except Exception as exc:  # a bug, not an input problem: keep the traceback
         site = project_site(exc)
         if site is not None:
-            module.fail_json(msg=scrub(project_error_message(exc, site), password), **result)
-        module.fail_json(
-            msg=scrub("unexpected %s: %s" % (type(exc).__name__, exc), password),
+            fail(scrub(project_error_message(exc, site), password))
+        fail(
+            scrub("unexpected %s: %s" % (type(exc).__name__, exc), password),
             exception=scrub(traceback.format_exc(), password),
-            **result,
         )
+    _summarise(result, summary, summary_key, check_mode, password)
     module.exit_json(**result)
+
+
+def _summarise(result: dict[str, Any], summary: Summary | None, key: str, check_mode: bool, password: str | None, failure: str | None = None) -> None:
+    """Set result[key] to the module's one line. A bug in the line must not turn a run that changed the database
+    into a failure (the role would then undo it), so it leaves a note in the line instead of raising."""
+    if summary is None:
+        return
+    seen = dict(result, failed=True, msg=failure) if failure is not None else result
+    try:
+        line = summary(seen, check_mode)
+    except Exception as exc:  # see the docstring
+        line = "%s (no summary: %s: %s)" % ("failed" if failure is not None else "changed" if result.get("changed") else "ok", type(exc).__name__, exc)
+    result[key] = scrub(" ".join(line.split()), password)
 
 
 def hide_url_passwords(module: AnsibleModule) -> None:
