@@ -61,6 +61,46 @@ options:
     type: dict
     suboptions:
       compare_schema: {description: M(alembic_verify) O(alembic_verify#module:compare_schema)., type: bool, default: true}
+  config:
+    description:
+      - Path of the Alembic project's C(alembic.ini). Any ordinary Alembic project works; its C(env.py) receives
+        the live connection as C(config.attributes["connection"]), the password-free URL as
+        C(config.attributes["url"]), C(sqlalchemy.url) and C(DATABASE_URL), and the password through C(PGPASSFILE).
+      - Required unless O(databases) is given.
+    required: false
+  url:
+    description:
+      - SQLAlchemy URL of the target database, without a password, for example
+        C(postgresql://migrator@db1.example.com:5432/equities) or C(sqlite:////srv/app/var/equities.db).
+      - A URL that contains a password is refused; pass the password in O(password).
+      - Required unless O(databases) is given.
+    required: false
+  databases:
+    description:
+      - Several databases in one call (a host's pending databases), instead of O(config), O(url) and O(password) -
+        one module start for all of them. Each entry gets this module's other options, overridden by its own.
+      - Each database has its own lock, backup, transaction(s), verification and ledger row, exactly as a call of
+        its own; every entry's options are checked before any database is reached.
+      - The result is RV(databases), one result per entry in order. A database that fails is reported there
+        (C(failed), C(msg), and where it is) and does not stop the others; the module then fails naming them.
+    type: list
+    elements: dict
+    suboptions:
+      name: {description: A name for the entry, returned with its result., type: str, required: true}
+      config: {description: O(config) of this database., type: path, required: true}
+      url: {description: O(url) of this database., type: str, required: true}
+      password: {description: O(password) of this database., type: str}
+      project_dir: {description: O(project_dir) of this database., type: path}
+      target: {description: O(target) of this database., type: str}
+      create_database: {description: O(create_database) of this database., type: bool}
+      backup: {description: O(backup) of this database (its own directory)., type: dict}
+      record: {description: O(record) of this database (its name and host in the ledger)., type: dict}
+  parallel:
+    description:
+      - With O(databases), how many databases are worked at once, each in a process of its own (forked after the
+        imports, which are paid once). 1 works them one after the other.
+    type: int
+    default: 1
 attributes:
   check_mode:
     support: full
@@ -92,6 +132,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+databases:
+  description:
+    - With O(databases), one result per entry, in order - the entry's C(name), C(failed), C(msg) when it failed, and
+      every field this module returns for one database. The top-level fields of a single database are then absent.
+  returned: when O(databases) is given
+  type: list
+  elements: dict
 summary:
   description: >-
     What the module did, in one line - C(upgraded c3e5071a2d43 -> e5f7293c4a65 (2 revisions), backup <path>), C(at
@@ -205,16 +252,19 @@ duration:
 """
 
 
+from ansible.module_utils.fleet.core.common import CONNECTION_ARGUMENT_SPEC, PROJECT_ARGUMENT_SPEC
 from ansible.module_utils.fleet.core.module import FleetModule, run_module
 from ansible.module_utils.fleet.ops.operations import (
     BACKUP_OPTIONS,
     CREATE_ARGUMENT_SPEC,
     IMPORT_ERROR,
+    MIGRATE_ENTRY_OPTIONS,
     TIMEOUT_ARGUMENT_SPEC,
     alembic_argument_spec,
     make_migrate,
+    make_migrate_many,
 )
-from ansible.module_utils.fleet.report.summary import upgrade_summary
+from ansible.module_utils.fleet.report.summary import upgrade_many_summary, upgrade_summary
 from ansible.module_utils.fleet.state.ledger import LEDGER_ARGUMENT_SPEC
 from ansible.module_utils.fleet.state.lock import LOCK_ARGUMENT_SPEC
 
@@ -229,9 +279,18 @@ def main() -> None:
             target=dict(type="str", default="head"),
             backup=dict(type="dict", options=BACKUP_OPTIONS),
             verify=dict(type="dict", options=dict(compare_schema=dict(type="bool", default=True))),
+            config=dict(PROJECT_ARGUMENT_SPEC["config"], required=False),
+            url=dict(CONNECTION_ARGUMENT_SPEC["url"], required=False),
+            databases=dict(type="list", elements="dict", options=MIGRATE_ENTRY_OPTIONS),
+            parallel=dict(type="int", default=1),
         ),
+        required_one_of=[("url", "databases")],
+        required_together=[("config", "url")],
+        mutually_exclusive=[("url", "databases"), ("config", "databases"), ("password", "databases")],
         supports_check_mode=True,
     )
+    if module.params["databases"] is not None:
+        run_module(module, make_migrate_many("upgrade"), IMPORT_ERROR, summary=upgrade_many_summary)
     run_module(module, make_migrate("upgrade"), IMPORT_ERROR, summary=upgrade_summary)
 
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import random
 import time
@@ -59,6 +60,7 @@ from ansible.module_utils.fleet.schema.scratch import expected_schema_difference
 from ansible.module_utils.fleet.state.ledger import (
     FAILED,
     INTERRUPTED,
+    LEDGER_ARGUMENT_SPEC,
     RUNNING,
     SUCCEEDED,
     Ledger,
@@ -351,6 +353,72 @@ def make_migrate(direction: str) -> Operation:
         _migrate(direction, params, check_mode, want_diff, result)
 
     return migrate
+
+
+# -- several databases in one module call ---------------------------------------
+MIGRATE_ENTRY_OPTIONS: dict[str, dict[str, Any]] = {
+    "name": dict(type="str", required=True),
+    "config": dict(type="path", required=True),
+    "url": dict(type="str", required=True),
+    "password": dict(type="str", no_log=True),
+    "project_dir": dict(type="path"),
+    "target": dict(type="str"),
+    "create_database": dict(type="bool"),
+    "backup": dict(type="dict", options=BACKUP_OPTIONS),
+    "record": dict(type="dict", options=LEDGER_ARGUMENT_SPEC["record"]["options"]),
+}
+
+
+def make_migrate_many(direction: str) -> Operation:
+    def migrate_many(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
+        _migrate_many(direction, params, check_mode, want_diff, result)
+
+    return migrate_many
+
+
+def _migrate_many(direction: str, params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
+    """_migrate of each entry of `databases` (its own options over the shared ones), up to `parallel` at a time.
+
+    Every entry's options are read first, so a bad one is refused before any database is reached. Each database
+    then has its own lock, backup, transaction(s), verification and ledger row, exactly as one call of its own; with
+    parallel > 1 each runs in a forked process of its own (Alembic's `op` and `context` are process-wide, so threads
+    cannot share them), after this process has paid the imports once. A database that fails is reported in its
+    entry (name, failed, msg and what it did) and does not stop the others; the call then fails naming them."""
+    started = time.monotonic()
+    shared = {key: value for key, value in params.items() if key not in ("databases", "parallel")}
+    jobs = []
+    for entry in params["databases"]:
+        own = dict(shared)
+        own.update({key: value for key, value in entry.items() if value is not None and key != "name"})
+        MigrateOptions.from_params(own)
+        jobs.append((direction, str(entry["name"]), own, check_mode, want_diff))
+    workers = max(1, min(int(params.get("parallel") or 1), len(jobs)))
+    if workers == 1:
+        outcomes = [_migrate_one(job) for job in jobs]
+    else:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            outcomes = pool.map(_migrate_one, jobs, chunksize=1)
+    result.update(databases=outcomes, changed=any(outcome["changed"] for outcome in outcomes), duration=elapsed(started))
+    failed = [outcome["name"] for outcome in outcomes if outcome["failed"]]
+    if failed:
+        raise FleetError(
+            "the %s failed on %d of %d databases (%s): each entry of `databases` says why and where its database is; the others are done."
+            % (direction, len(failed), len(outcomes), ", ".join(failed))
+        )
+
+
+def _migrate_one(job: tuple[str, str, dict[str, Any], bool, bool]) -> dict[str, Any]:
+    """One database of _migrate_many: its result, never an exception (a failure is in the entry)."""
+    direction, name, params, check_mode, want_diff = job
+    one: dict[str, Any] = {"name": name, "changed": False}
+    try:
+        _migrate(direction, params, check_mode, want_diff, one)
+        one["failed"] = False
+    except FleetError as exc:
+        one.update(failed=True, msg=scrub(str(exc), params.get("password")))
+    except Exception as exc:  # a bug: the other databases go on, and this one says what happened
+        one.update(failed=True, msg=scrub("unexpected %s: %s" % (type(exc).__name__, exc), params.get("password")))
+    return one
 
 
 def _review_downgrade(refuse: frozenset[str], floor: str | None, steps: list[Step], result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -55,6 +55,17 @@ def _migration_count(result: Mapping[str, Any]) -> int:
     return len(result.get("pending") or result.get("applied") or [])
 
 
+def _moved(result: Mapping[str, Any], check_mode: bool, direction: str, counted: str) -> str:
+    """ "upgraded a -> b (2 revisions)", "would downgrade b -> a (1 revision undone)"."""
+    return "%s %s -> %s (%s%s)" % (
+        ("would %s" % direction) if check_mode else "%sd" % direction,
+        revisions_text(result.get("before")),
+        revisions_text(result.get("after")),
+        plural(_migration_count(result), "revision"),
+        counted,
+    )
+
+
 def upgrade_summary(result: Mapping[str, Any], check_mode: bool) -> str:
     """alembic_upgrade: "upgraded a -> b (2 revisions), backup <path>", or "at b, nothing to do"."""
     failure = failed("upgrade", result)
@@ -62,18 +73,21 @@ def upgrade_summary(result: Mapping[str, Any], check_mode: bool) -> str:
         return failure
     if not result.get("changed"):
         return "at %s, nothing to do" % revisions_text(result.get("after"))
-    line = "%s %s -> %s (%s)" % (
-        "would upgrade" if check_mode else "upgraded",
-        revisions_text(result.get("before")),
-        revisions_text(result.get("after")),
-        plural(_migration_count(result), "revision"),
-    )
+    line = _moved(result, check_mode, "upgrade", "")
     backup = _backup_clause(result.get("backup"), check_mode)
     if backup:
         return line + backup
     if result.get("exists") is False:
         return line + ", new database (nothing to back up)"
     return line
+
+
+def upgrade_many_summary(result: Mapping[str, Any], check_mode: bool) -> str:
+    """alembic_upgrade with `databases`: "<name>: <its line>" for each, joined by "; "."""
+    databases = result.get("databases")
+    if not isinstance(databases, list):
+        return upgrade_summary(result, check_mode)
+    return "; ".join("%s: %s" % (entry.get("name"), upgrade_summary(entry, check_mode)) for entry in databases) or "no database"
 
 
 def downgrade_summary(result: Mapping[str, Any], check_mode: bool) -> str:
@@ -83,13 +97,7 @@ def downgrade_summary(result: Mapping[str, Any], check_mode: bool) -> str:
         return failure
     if not result.get("changed"):
         return "already at %s, nothing to do" % revisions_text(result.get("after"))
-    line = "%s %s -> %s (%s undone)" % (
-        "would downgrade" if check_mode else "downgraded",
-        revisions_text(result.get("before")),
-        revisions_text(result.get("after")),
-        plural(_migration_count(result), "revision"),
-    )
-    return line + _backup_clause(result.get("backup"), check_mode)
+    return _moved(result, check_mode, "downgrade", " undone") + _backup_clause(result.get("backup"), check_mode)
 
 
 def stamp_summary(result: Mapping[str, Any], check_mode: bool) -> str:

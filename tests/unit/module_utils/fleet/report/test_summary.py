@@ -25,6 +25,15 @@ def test_upgrade_names_both_revisions_the_count_and_the_backup() -> None:
     assert summary.upgrade_summary({"changed": False, "before": ["b"], "after": ["b"]}, False) == "at b, nothing to do"
 
 
+def test_upgrade_of_several_databases_says_each_by_name() -> None:
+    done = {"changed": True, "before": ["a"], "after": ["b"], "applied": [STEP], "exists": True}
+    failed = {"failed": True, "msg": "target 'ffff' is not a revision\nof this project", "changed": False}
+    result = {"changed": True, "databases": [dict(done, name="equities"), dict(failed, name="algorithms")]}
+    line = summary.upgrade_many_summary(result, False)
+    assert line == "equities: upgraded a -> b (1 revision); algorithms: upgrade failed: target 'ffff' is not a revision of this project"
+    assert summary.upgrade_many_summary({"changed": False, "databases": []}, False) == "no database"
+
+
 def test_downgrade_and_stamp() -> None:
     undone = {"changed": True, "before": ["b"], "after": ["a"], "applied": [STEP]}
     assert summary.downgrade_summary(undone, False) == "downgraded b -> a (1 revision undone)"
