@@ -63,6 +63,14 @@ options:
     description: Alembic version table whose content must match the manifest's revision after the restore.
     type: str
     default: alembic_version
+  jobs:
+    description:
+      - PostgreSQL - parallel C(pg_restore) jobs (C(--jobs)) - tables' data, indexes and constraints are built in
+        parallel. V(0) (default) - one per core of the host that runs the module, at most 4; V(1) - one job in one
+        transaction (C(--single-transaction)). Either way the restore goes into a scratch database that is dropped
+        whole when anything fails, and the original is replaced only after every check.
+    type: int
+    default: 0
   keep_replaced:
     description:
       - PostgreSQL - keep the replaced database as C(<dbname>_replaced_<hex>) (returned in RV(replaced_database))
@@ -107,6 +115,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+pg_restore_jobs:
+  description: PostgreSQL - how many parallel jobs C(pg_restore) ran with (O(jobs)).
+  returned: when pg_restore ran
+  type: int
 summary:
   description: >-
     What the module did, in one line - C(restored <path> (revision <revision>)); in check mode C(would restore ...); on failure C(restore failed: <message>).
@@ -191,6 +203,7 @@ def main() -> None:
             pg_bin_dir=dict(type="path"),
             version_table=dict(type="str", default="alembic_version"),
             keep_replaced=dict(type="bool", default=False),
+            jobs=dict(type="int", default=0),
             undo_entry_id=dict(type="str"),
         ),
         supports_check_mode=True,

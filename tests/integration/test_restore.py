@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -156,6 +157,7 @@ def test_postgresql_restore_goes_back_to_the_backup_and_keeps_the_history(fresh_
     assert run.rc == 0, result
     assert result["changed"] is True and result["revision"] == MID and result["database"].endswith("/equities")
     assert "replaced_database" not in result and result["duration"] > 0
+    assert result["pg_restore_jobs"] == max(1, min(4, os.cpu_count() or 1))  # in parallel by default: checked below
     with pytest.raises((psycopg2.OperationalError, psycopg2.InterfaceError)):
         with client.cursor() as cur:
             cur.execute("select 1")
@@ -179,8 +181,9 @@ def test_postgresql_restore_goes_back_to_the_backup_and_keeps_the_history(fresh_
     assert result["ledger_rows_copied"] >= 2  # at least our row and the restore's own
 
     # keep_replaced: the database it replaced stays, under its own name, and can be connected to
-    run, kept = call(fresh_pg, "db_restore", restore_args(db1, backup["path"], keep_replaced=True))
-    assert run.rc == 0, kept
+    run, kept = call(fresh_pg, "db_restore", restore_args(db1, backup["path"], keep_replaced=True, jobs=1))
+    assert run.rc == 0 and kept["pg_restore_jobs"] == 1, kept  # one job, in one transaction
+    assert pg_state(db1)[:4] == at_backup[:4]
     replaced = kept["replaced_database"]
     assert replaced.startswith("equities_replaced_") and len(replaced) == len("equities_replaced_") + 6
     assert side_databases(db1) == [replaced]

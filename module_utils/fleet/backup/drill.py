@@ -34,7 +34,7 @@ from ansible.module_utils.fleet.backup.backup import (
     sqlite_copy,
 )
 from ansible.module_utils.fleet.backup.catalog import MANIFEST_SUFFIX, ManifestError, manifest_lacks, newest_backup, read_manifest, side_name
-from ansible.module_utils.fleet.backup.restore import create_scratch, expected_heads, pg_restore_for, run_pg_restore
+from ansible.module_utils.fleet.backup.restore import create_scratch, expected_heads, pg_restore_for, restore_jobs, run_pg_restore
 from ansible.module_utils.fleet.core.common import DbTarget, FleetError
 from ansible.module_utils.fleet.core.db import DatabaseMissing, create_engine, drop_database, error_detail
 from ansible.module_utils.fleet.core.options import Connection, LedgerOptions, Project, given
@@ -214,7 +214,9 @@ class ScratchCopy:
         self.database = name
         self.target = dataclasses.replace(target, dbname=name, url=make_url(target.url).set(database=name).render_as_string(hide_password=False))
         # checked, then dropped: no owners or grants to keep
-        run_pg_restore(target, str(self.step.pg_restore), self.step.path, name, passes=None, progress=self.progress, step="restore drill")
+        run_pg_restore(
+            target, str(self.step.pg_restore), self.step.path, name, passes=None, progress=self.progress, step="restore drill", jobs=restore_jobs(None)
+        )
 
     def _restore_sqlite(self) -> None:
         self.directory = tempfile.mkdtemp(prefix="fleet-drill-")  # 0700

@@ -94,6 +94,7 @@ class Plan:
     keep_replaced: bool = False  # PostgreSQL: keep the replaced original (renamed) instead of dropping it
     lock_wait: float = 0.0  # seconds to wait for another run's lock
     pg_bin_dir: str | None = None
+    jobs: int = 1  # pg_restore --jobs: tables' data, indexes and constraints built in parallel
 
 
 # -- checks -----------------------------------------------------------------------
@@ -236,6 +237,7 @@ def plan(params: dict[str, Any]) -> Plan:
         keep_replaced=bool(params.get("keep_replaced")),
         lock_wait=lock.wait,
         pg_bin_dir=given(params, "pg_bin_dir", None),
+        jobs=restore_jobs(params.get("jobs")),
     )
     if target.dialect == "postgresql":
         if step.maintenance_db == target.dbname:  # checked first: no connection needed
@@ -749,10 +751,29 @@ def carry_settings(conn: Any, dbname: str, properties: DatabaseProperties) -> No
                 _ddl(conn, "RESET ROLE")
 
 
+def restore_jobs(jobs: Any) -> int:
+    """pg_restore's --jobs for a restore: the given number, or (None, 0) as many as the machine has cores, at most 4."""
+    if jobs is not None and int(jobs) < 0:
+        raise FleetError("jobs is %s: give 1 or more parallel pg_restore jobs, or 0 for one per core (at most 4)." % jobs)
+    return int(jobs) if jobs else max(1, min(4, os.cpu_count() or 1))
+
+
 def run_pg_restore(
-    target: DbTarget, pg_restore: str, path: str, dbname: str, *, passes: list[list[str]] | None, progress: Progress | None = None, step: str = "restore"
+    target: DbTarget,
+    pg_restore: str,
+    path: str,
+    dbname: str,
+    *,
+    passes: list[list[str]] | None,
+    progress: Progress | None = None,
+    step: str = "restore",
+    jobs: int = 1,
 ) -> float:
     """pg_restore a custom-format backup into the (new, empty) database dbname of the target's server; its seconds.
+
+    jobs > 1: pg_restore --jobs, so tables' data, indexes and constraints are built in parallel; without
+    --single-transaction, which --jobs excludes: the copy is a scratch database, dropped whole when anything fails,
+    so one transaction adds no safety there.
 
     passes: the backup's entries, one list for each pg_restore run, restored with their owners and privileges
     (restore_passes); None: one run without owners and privileges (everything owned by the user: a drill's copy).
@@ -762,14 +783,14 @@ def run_pg_restore(
     total = sum(len(entries) for entries in passes) if passes is not None else len(dump_entries(pg_restore, path)) if progress.enabled else 0
     counter = _RestoreCounter(progress, total)
     if passes is None:
-        return _pg_restore(target, [pg_restore, "--no-owner", "--no-privileges"], path, dbname, counter)
+        return _pg_restore(target, [pg_restore, "--no-owner", "--no-privileges"], path, dbname, counter, jobs)
     seconds = 0.0
     with tempfile.TemporaryDirectory(prefix="fleet-restore-") as directory:
         for number, entries in enumerate(passes):
             listing = os.path.join(directory, "pass%d.list" % number)
             with open(listing, "w") as handle:
                 handle.write("".join(line + "\n" for line in entries))
-            seconds += _pg_restore(target, [pg_restore, "--use-list=%s" % listing], path, dbname, counter)
+            seconds += _pg_restore(target, [pg_restore, "--use-list=%s" % listing], path, dbname, counter, jobs)
     return round(seconds, 3)
 
 
@@ -802,13 +823,13 @@ class _RestoreCounter:
         self.progress.update(doing + count, force=verb == "processing data for table")
 
 
-def _pg_restore(target: DbTarget, command: list[str], path: str, dbname: str, counter: _RestoreCounter | None = None) -> float:
+def _pg_restore(target: DbTarget, command: list[str], path: str, dbname: str, counter: _RestoreCounter | None = None, jobs: int = 1) -> float:
     verbose = counter is not None and counter.progress.enabled
     argv = [
         *command,
         *(["--verbose"] if verbose else []),
         "--exit-on-error",
-        "--single-transaction",
+        *(["--jobs=%d" % jobs] if jobs > 1 else ["--single-transaction"]),
         "--no-password",
         # One connection description (socket directory, sslmode and friends kept; a name with '=' stays a name).
         "--dbname=%s" % conninfo(libpq_params(target, dbname, application_name=APPLICATION_NAME)),
@@ -976,7 +997,8 @@ def _restore_postgresql(step: Plan, result: dict[str, Any]) -> None:
             except sa.exc.DBAPIError as exc:
                 raise FleetError("creating the scratch database %s failed (%s): the user needs CREATEDB" % (scratch, _db_detail(exc, target))) from None
             grants = _carry(carry_grants, admin, scratch, properties, "grants, comment and connection limit", target)
-            result["pg_restore_seconds"] = run_pg_restore(target, str(step.pg_restore), step.path, scratch, passes=restore_passes(step.entries))
+            result["pg_restore_jobs"] = step.jobs
+            result["pg_restore_seconds"] = run_pg_restore(target, str(step.pg_restore), step.path, scratch, passes=restore_passes(step.entries), jobs=step.jobs)
             result["ledger_rows_copied"] = _finish_in_copy(target, create_engine(target, dbname=scratch), step, entry_id)
             _carry(carry_settings, admin, scratch, properties, "settings", target)
             result["database_properties"] = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from ansible.module_utils.fleet.backup.restore import (
     expected_heads,
     guc_list,
     plan,
+    restore_jobs,
     restore_passes,
 )
 from ansible.module_utils.fleet.core.common import FleetError, parse_target
@@ -333,3 +335,10 @@ def test_plan_refuses_restoring_the_maintenance_database_before_connecting(tmp_p
     params = {"url": "postgresql://nobody@127.0.0.1:1/postgres", "path": str(backup), "name": "postgres", "maintenance_db": maintenance_db}
     with pytest.raises(FleetError, match="maintenance_db is the database being restored \\(postgres\\)"):
         plan(params)
+
+
+def test_restore_jobs_is_the_given_number_or_one_per_core_at_most_four() -> None:
+    assert restore_jobs(3) == 3 and restore_jobs(1) == 1
+    assert restore_jobs(None) == restore_jobs(0) == max(1, min(4, os.cpu_count() or 1))
+    with pytest.raises(FleetError, match="jobs is -1: give 1 or more"):
+        restore_jobs(-1)
