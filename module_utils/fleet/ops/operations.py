@@ -288,8 +288,9 @@ def _post_backup_missing(last_change: dict[str, Any] | None, current: list[str],
     return bool(backup.get("revision") != "+".join(current) or (backup.get("created_at") or "") < (last_change.get("finished_at") or ""))
 
 
-# alembic_status's `databases`: a host's databases in one module start (imports and Alembic are paid once).
-DATABASE_ENTRY_OPTIONS: dict[str, dict[str, Any]] = {
+# An entry of a module's `databases` list (a host's databases in one module start: imports and Alembic are paid
+# once): the database and its project; alembic_status and alembic_upgrade each add their own options.
+ENTRY_OPTIONS: dict[str, dict[str, Any]] = {
     "name": dict(type="str", required=True),
     "config": dict(type="path", required=True),
     "url": dict(type="str", required=True),
@@ -297,6 +298,9 @@ DATABASE_ENTRY_OPTIONS: dict[str, dict[str, Any]] = {
     "project_dir": dict(type="path"),
     "target": dict(type="str"),
     "create_database": dict(type="bool"),
+}
+DATABASE_ENTRY_OPTIONS: dict[str, dict[str, Any]] = {
+    **ENTRY_OPTIONS,
     "backup_dir": dict(type="path"),
     "drift_allow": dict(type="list", elements="str"),
 }
@@ -357,13 +361,7 @@ def make_migrate(direction: str) -> Operation:
 
 # -- several databases in one module call ---------------------------------------
 MIGRATE_ENTRY_OPTIONS: dict[str, dict[str, Any]] = {
-    "name": dict(type="str", required=True),
-    "config": dict(type="path", required=True),
-    "url": dict(type="str", required=True),
-    "password": dict(type="str", no_log=True),
-    "project_dir": dict(type="path"),
-    "target": dict(type="str"),
-    "create_database": dict(type="bool"),
+    **ENTRY_OPTIONS,
     "backup": dict(type="dict", options=BACKUP_OPTIONS),
     "record": dict(type="dict", options=LEDGER_ARGUMENT_SPEC["record"]["options"]),
 }
