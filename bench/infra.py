@@ -224,6 +224,9 @@ def write_inventory(dest: Path, work: Path, placements: Sequence[Placement], ini
     """A `dev` inventory like tests/integration/conftest.py's, with the repo's own dev policy."""
     group_vars = load_vars(REPO / "inventory" / "group_vars" / "all.yml")
     group_vars.update(fleet_project_root=str(REPO), fleet_backup_root=str(work / "backups"), fleet_report_dir=str(work / "reports"))
+    # A review cache of its own per inventory: every measurement from empty pays its review (a warm cache is what a
+    # second environment over the same files meets, not a first run).
+    group_vars.update(fleet_review_cache=str(dest / "review-cache"))
     write_yaml(dest / "group_vars" / "all.yml", group_vars)
     # The repo's dev policy, verbatim.
     shutil.copyfile(REPO / "inventory" / "group_vars" / "dev.yml", dest / "group_vars" / "dev.yml")
