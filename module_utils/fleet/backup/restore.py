@@ -781,7 +781,7 @@ def run_pg_restore(
     progress = progress_from_environment() if progress is None else progress
     progress.step(step, "pg_restore starting")
     total = sum(len(entries) for entries in passes) if passes is not None else len(dump_entries(pg_restore, path)) if progress.enabled else 0
-    counter = _RestoreCounter(progress, total)
+    counter = _RestoreCounter(progress, total, parallel=jobs > 1)
     if passes is None:
         return _pg_restore(target, [pg_restore, "--no-owner", "--no-privileges"], path, dbname, counter, jobs)
     seconds = 0.0
@@ -798,6 +798,7 @@ def run_pg_restore(
 # "public.trades"", "executing SEQUENCE SET ..."), and a few more about itself. They are the progress; they are left
 # out of a failure's message, which keeps only what pg_restore says without --verbose.
 _VERBOSE_STEP = re.compile(r"^pg_restore: (creating|processing data for table|executing|processing item) (.*)$")
+_FINISHED_DATA = re.compile(r"^pg_restore: finished item \d+ TABLE DATA (.*)$")  # --jobs: a worker is done with a table's data
 _VERBOSE_ONLY = re.compile(
     r"^pg_restore: (connecting to database|creating |processing |executing |launching item|finished item|finished main|entering |"
     r"dropping |disabling triggers|enabling triggers|setting owner|implied data-only|restoring large object|restored \d+ large object)"
@@ -805,19 +806,32 @@ _VERBOSE_ONLY = re.compile(
 
 
 class _RestoreCounter:
-    """Turns pg_restore's --verbose lines into progress: the object being restored and how many came before it."""
+    """Turns pg_restore's --verbose lines into progress: the object being restored and how many came before it.
 
-    def __init__(self, progress: Progress, total: int) -> None:
-        self.progress, self.total, self.done = progress, total, 0
+    With --jobs, several workers report at once: while a table's data is being loaded (the long part), that stays
+    the line, rather than whatever small object another worker started last."""
+
+    def __init__(self, progress: Progress, total: int, parallel: bool = False) -> None:
+        self.progress, self.total, self.done, self.parallel = progress, total, 0, parallel
+        self.loading: list[str] = []  # tables whose data a worker is loading now, oldest first
 
     def line(self, text: str) -> None:
+        finished = _FINISHED_DATA.match(text)
+        if finished is not None:
+            tag = finished.group(1).strip()
+            self.loading = [name for name in self.loading if name != tag and not name.endswith("." + tag)]
+            return
         match = _VERBOSE_STEP.match(text)
         if match is None:
             return
         self.done += 1
         verb, what = match.groups()
         what = " ".join(what.replace('"', "").split())[:120]
-        doing = "restoring the data of table %s" % what if verb == "processing data for table" else "%s %s" % (verb, what)
+        if not self.parallel:
+            self.loading = []  # one job: the next object starts when the last one is done
+        if verb == "processing data for table":
+            self.loading.append(what)
+        doing = "restoring the data of table %s" % self.loading[0] if self.loading else "%s %s" % (verb, what)
         count = " (entry %d of %d)" % (min(self.done, self.total), self.total) if self.total else ""
         # A table's data is what takes long: always say when it starts.
         self.progress.update(doing + count, force=verb == "processing data for table")

@@ -137,7 +137,7 @@ def code_fingerprint() -> str | None:
     None when a source cannot be read (then nothing is cached)."""
     global _code_fingerprint
     if _code_fingerprint is None:
-        fleet = __name__.rsplit(".", 2)[0]  # ansible.module_utils.fleet, or the collection's full name
+        fleet = __name__.rsplit(".", 2)[0]  # the package of our module_utils, under whichever name it was imported
         digest = hashlib.sha256()
         for name in _CODE:
             module = sys.modules.get("%s.%s" % (fleet, name))

@@ -28,6 +28,7 @@ from ansible.module_utils.fleet.backup.restore import (
     _literal,
     _locale_provider,
     _owner_problems,
+    _RestoreCounter,
     _settings_problems,
     _sql_name,
     check_backup,
@@ -40,6 +41,7 @@ from ansible.module_utils.fleet.backup.restore import (
     restore_passes,
 )
 from ansible.module_utils.fleet.core.common import FleetError, parse_target
+from ansible.module_utils.fleet.core.progress import Progress
 
 # name -> (is superuser, the user may become it, the user has its privileges)
 Facts = dict[str, tuple[bool, bool, bool]]
@@ -342,3 +344,44 @@ def test_restore_jobs_is_the_given_number_or_one_per_core_at_most_four() -> None
     assert restore_jobs(None) == restore_jobs(0) == max(1, min(4, os.cpu_count() or 1))
     with pytest.raises(FleetError, match="jobs is -1: give 1 or more"):
         restore_jobs(-1)
+
+
+class _Recorded(Progress):
+    """Every line the counter writes, unthrottled."""
+
+    def __init__(self) -> None:
+        super().__init__("/nonexistent/progress.json")
+        self.details: list[str] = []
+
+    def _write(self, detail: str, facts: dict[str, Any]) -> None:
+        self.details.append(detail)
+
+
+PARALLEL_LINES = [
+    "pg_restore: entering main parallel loop",
+    "pg_restore: launching item 3340 TABLE DATA filler",
+    'pg_restore: processing data for table "archive.filler"',
+    "pg_restore: launching item 3341 TABLE DATA small",
+    'pg_restore: processing data for table "public.small"',
+    "pg_restore: finished item 3341 TABLE DATA small",
+    "pg_restore: launching item 3197 INDEX small_idx",
+    'pg_restore: creating INDEX "public.small_idx"',
+    "pg_restore: finished item 3340 TABLE DATA filler",
+    'pg_restore: creating INDEX "archive.filler_id_idx"',
+]
+
+
+def test_with_jobs_the_table_whose_data_is_loading_stays_the_line_until_its_worker_is_done() -> None:
+    recorded = _Recorded()
+    counter = _RestoreCounter(recorded, 10, parallel=True)
+    for line in PARALLEL_LINES:
+        counter.line(line)
+    assert recorded.details[0] == "restoring the data of table archive.filler (entry 1 of 10)"
+    assert "creating INDEX public.small_idx (entry 4 of 10)" not in recorded.details  # filler is still loading
+    assert counter.loading == []
+    one_job = _Recorded()
+    serial = _RestoreCounter(one_job, 10)
+    for line in ['pg_restore: processing data for table "archive.filler"', 'pg_restore: creating INDEX "archive.filler_id_idx"']:
+        serial.line(line)
+    # One job: the next object starts when the last one is done (the recorder keeps every line, unthrottled).
+    assert one_job.details == ["restoring the data of table archive.filler (entry 1 of 10)", "creating INDEX archive.filler_id_idx (entry 2 of 10)"]
