@@ -111,24 +111,12 @@ options:
         id (or a unique prefix of 4+ characters) to rule to reason, merged with the project's C(fleet-review.yml)
         (this option wins per revision and rule).
     type: dict
-  config:
-    description:
-      - Path of the Alembic project's C(alembic.ini). Any ordinary Alembic project works; its C(env.py) receives
-        the live connection as C(config.attributes["connection"]), the password-free URL as
-        C(config.attributes["url"]), C(sqlalchemy.url) and C(DATABASE_URL), and the password through C(PGPASSFILE).
-      - Required unless O(databases) is given.
-    required: false
-  url:
-    description:
-      - SQLAlchemy URL of the target database, without a password, for example
-        C(postgresql://migrator@db1.example.com:5432/equities) or C(sqlite:////srv/app/var/equities.db).
-      - A URL that contains a password is refused; pass the password in O(password).
-      - Required unless O(databases) is given.
-    required: false
+  config: {required: false}  # the fragment's description; required unless O(databases) is given
+  url: {required: false}  # the fragment's description; required unless O(databases) is given
   databases:
     description:
-      - Several databases in one call (a host's whole list), instead of O(config), O(url) and O(password) - one
-        module start for all of them. Each entry gets this module's other options, overridden by its own.
+      - Several databases in one call (a host's whole list), instead of O(config), O(url) and O(password) (which
+        are required without it) - one module start for all of them. Each entry gets this module's other options, overridden by its own.
       - The result is RV(databases), one status per entry in order. A database that cannot be read is reported
         there (C(failed), C(msg)) and the module still succeeds, so the caller decides.
     type: list

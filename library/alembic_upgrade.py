@@ -61,24 +61,12 @@ options:
     type: dict
     suboptions:
       compare_schema: {description: M(alembic_verify) O(alembic_verify#module:compare_schema)., type: bool, default: true}
-  config:
-    description:
-      - Path of the Alembic project's C(alembic.ini). Any ordinary Alembic project works; its C(env.py) receives
-        the live connection as C(config.attributes["connection"]), the password-free URL as
-        C(config.attributes["url"]), C(sqlalchemy.url) and C(DATABASE_URL), and the password through C(PGPASSFILE).
-      - Required unless O(databases) is given.
-    required: false
-  url:
-    description:
-      - SQLAlchemy URL of the target database, without a password, for example
-        C(postgresql://migrator@db1.example.com:5432/equities) or C(sqlite:////srv/app/var/equities.db).
-      - A URL that contains a password is refused; pass the password in O(password).
-      - Required unless O(databases) is given.
-    required: false
+  config: {required: false}  # the fragment's description; required unless O(databases) is given
+  url: {required: false}  # the fragment's description; required unless O(databases) is given
   databases:
     description:
-      - Several databases in one call (a host's pending databases), instead of O(config), O(url) and O(password) -
-        one module start for all of them. Each entry gets this module's other options, overridden by its own.
+      - Several databases in one call (a host's pending databases), instead of O(config), O(url) and O(password)
+        (which are required without it) - one module start for all of them. Each entry gets this module's other options, overridden by its own.
       - Each database has its own lock, backup, transaction(s), verification and ledger row, exactly as a call of
         its own; every entry's options are checked before any database is reached.
       - The result is RV(databases), one result per entry in order. A database that fails is reported there
@@ -98,7 +86,9 @@ options:
   parallel:
     description:
       - With O(databases), how many databases are worked at once, each in a process of its own (forked after the
-        imports, which are paid once). 1 works them one after the other.
+        imports, which are paid once). 1 works them one after the other, in this process.
+      - A process that ends without a result (killed) fails its own entry only, saying so. The processes die with
+        the module, so a killed module leaves no database migrating behind it.
     type: int
     default: 1
 attributes:
@@ -135,7 +125,8 @@ RETURN = r"""
 databases:
   description:
     - With O(databases), one result per entry, in order - the entry's C(name), C(failed), C(msg) when it failed, and
-      every field this module returns for one database. The top-level fields of a single database are then absent.
+      every field this module returns for one database, its own one-line C(summary) too. The top-level fields of a
+      single database are then absent.
   returned: when O(databases) is given
   type: list
   elements: dict

@@ -105,10 +105,15 @@ def interval_of(value: Any) -> float:
 
 
 class Reporter:
-    """A thread that displays a progress line every `interval` seconds until stopped."""
+    """A thread that displays a progress line every `interval` seconds until stopped.
 
-    def __init__(self, label: str, step: str, path: str, interval: float, emit: Callable[[str], Any] | None = None) -> None:
+    With `databases` (a call over several databases, alembic_upgrade's `databases`), the module writes one file per
+    database, `<path>.<index>`, while that database is worked, and each tick shows one line per database at work,
+    labelled `<host>/<its name>`; a database not yet started or done shows nothing."""
+
+    def __init__(self, label: str, step: str, path: str, interval: float, emit: Callable[[str], Any] | None = None, databases: list[str] | None = None) -> None:
         self.label, self.step, self.path, self.interval = label, step, path, interval
+        self.databases = databases
         self._emit = emit or display.display
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fleet-progress", daemon=True)
@@ -126,7 +131,13 @@ class Reporter:
         # Due times are counted from the start, so the lines do not drift apart by the time each one takes.
         while not self._stop.wait(max(0.0, self._started + ticks * self.interval - time.monotonic())):
             elapsed = time.monotonic() - self._started
-            self._emit(progress_line(self.label, elapsed, read_progress(self.path), self.step))
+            if self.databases is None:
+                self._emit(progress_line(self.label, elapsed, read_progress(self.path), self.step))
+            else:
+                for index, name in enumerate(self.databases):
+                    payload = read_progress("%s.%d" % (self.path, index))
+                    if payload is not None:
+                        self._emit(progress_line("%s/%s" % (self.label, name), elapsed, payload, self.step))
             ticks = int(elapsed // self.interval) + 1
 
 
@@ -177,6 +188,10 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         self._fleet_progress_path = path
         action = self._task.action.rsplit(".", 1)[-1]
         host = str(task_vars.get("inventory_hostname") or "localhost")
+        databases = self._task.args.get("databases")
+        if isinstance(databases, list):
+            names = [str(entry.get("name") or index) if isinstance(entry, dict) else str(index) for index, entry in enumerate(databases)]
+            return Reporter(host, STEP_NAMES.get(action, action), path, interval, _emitter(), databases=names)
         name = database_name(self._task.args)
         label = "%s/%s" % (host, name) if name else host
         return Reporter(label, STEP_NAMES.get(action, action), path, interval, _emitter())

@@ -5,14 +5,30 @@ is reached. Real PostgreSQL, the bundled projects."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
 from support.ansible_run import REPO, module
+from support.faults import (
+    db_args,
+    descendants,
+    fleet_sessions,
+    module_process,
+    run_env,
+    run_module,
+    sleeping,
+    slow_project,
+    start_module,
+    wait_for,
+    wipe,
+)
 from support.pgcluster import PgCluster
 
 from .test_bad_input import conn_args
-from .test_migrate_postgres import assert_no_secret, backups_under, version_of
+from .test_migrate_postgres import assert_no_secret, backups_under, tables_of, version_of
 from .test_rollback import ledger
 
 PROJECTS = {name: REPO / "migrations" / name / "alembic.ini" for name in ("equities", "algorithms")}
@@ -76,3 +92,45 @@ def test_a_failing_database_does_not_stop_the_others_and_a_bad_entry_stops_all_b
     assert by_name["equities"]["failed"] is False and version_of(db1, "equities") == [HEADS["equities"]]
     assert version_of(db1, "algorithms") == []
     assert "1 of 2 databases (algorithms)" in result["msg"]
+
+
+def test_a_killed_call_takes_its_workers_with_it_and_commits_nothing_after(tmp_path: Path, fresh_pg: list[PgCluster]) -> None:
+    """kill -9 of the module alone (not its process tree): its forked workers die with it, so no database goes on
+    migrating behind the caller's back (a recovery, the next run) and commits after the caller was told it failed."""
+    db1, scratch = fresh_pg[0], tmp_path / "scratch"
+    env = run_env(db1, scratch)
+    try:
+        first, _ = run_module("alembic_upgrade", {"config": str(PROJECTS["equities"]), **db_args(db1)}, env=env)
+        assert first.rc == 0, first.output[-2000:]
+        project = slow_project(
+            tmp_path, "fa11ed000002", HEADS["equities"], 8, upgrade='    op.create_table("killed_worker", sa.Column("id", sa.Integer(), primary_key=True))'
+        )
+        entries = [
+            {"name": "equities", "config": str(project.ini), **db_args(db1)},
+            {"name": "algorithms", "config": str(PROJECTS["algorithms"]), **db_args(db1, "algorithms")},
+        ]
+        job = start_module("alembic_upgrade", {"databases": entries, "parallel": 2}, env=env)
+        wait_for("the slow revision's pg_sleep", lambda: sleeping(db1, "equities") or not job.running(), timeout=60)
+        assert job.running(), job.wait().output[-3000:]
+        module_pid = module_process(job)
+        workers = descendants(module_pid)
+        assert workers, "parallel 2 works the databases in forked processes"
+
+        os.kill(module_pid, signal.SIGKILL)
+
+        wait_for("the workers to die with the module", lambda: not [pid for pid in workers if _alive(pid)], timeout=5)
+        wait_for("the killed worker's sessions to end", lambda: not fleet_sessions(db1, "equities"), timeout=5)
+        time.sleep(9)  # longer than the revision's sleep: a worker that lived on would have committed by now
+        assert version_of(db1, "equities") == [HEADS["equities"]]
+        assert "killed_worker" not in tables_of(db1, "equities")
+        job.kill()
+    finally:
+        wipe(scratch)
+
+
+def _alive(pid: int) -> bool:
+    """Not a zombie: a dead worker whose parent is gone is reaped by init, one whose parent lingers is state Z."""
+    try:
+        return Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

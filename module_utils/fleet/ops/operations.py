@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import random
 import time
@@ -43,8 +42,10 @@ from ansible.module_utils.fleet.core.common import (
     scrub,
 )
 from ansible.module_utils.fleet.core.db import DatabaseMissing
+from ansible.module_utils.fleet.core.forked import run_forked
 from ansible.module_utils.fleet.core.module import Operation
 from ansible.module_utils.fleet.core.options import DEFAULT_TARGET, AlembicOptions, Connection, LockOptions, Timeouts, given
+from ansible.module_utils.fleet.core.progress import PROGRESS_ENV
 from ansible.module_utils.fleet.ops.drift import (
     check_allowlist,
     ledger_highlights,
@@ -306,15 +307,21 @@ DATABASE_ENTRY_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def status_many(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
-    """status() of each entry of `databases`; one that cannot be read is reported in its entry, not raised."""
-    started = time.monotonic()
-    shared = {key: value for key, value in params.items() if key != "databases"}
-    statuses = []
-    scripts: dict[tuple[str, str, str], Any] = {}  # databases of one project share its loaded scripts
+def _entries(params: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each entry of `databases` with its own params: the call's shared options, then the entry's own set ones."""
+    shared = {key: value for key, value in params.items() if key not in ("databases", "parallel")}
     for entry in params["databases"]:
         own = dict(shared)
         own.update({key: value for key, value in entry.items() if value is not None and key != "name"})
+        yield entry, own
+
+
+def status_many(params: dict[str, Any], check_mode: bool, want_diff: bool, result: dict[str, Any]) -> None:
+    """status() of each entry of `databases`; one that cannot be read is reported in its entry, not raised."""
+    started = time.monotonic()
+    statuses = []
+    scripts: dict[tuple[str, str, str], Any] = {}  # databases of one project share its loaded scripts
+    for entry, own in _entries(params):
         one: dict[str, Any] = {"name": entry["name"], "changed": False}
         try:
             _status(own, one, scripts)
@@ -383,20 +390,20 @@ def _migrate_many(direction: str, params: dict[str, Any], check_mode: bool, want
     cannot share them), after this process has paid the imports once. A database that fails is reported in its
     entry (name, failed, msg and what it did) and does not stop the others; the call then fails naming them."""
     started = time.monotonic()
-    shared = {key: value for key, value in params.items() if key not in ("databases", "parallel")}
     jobs = []
-    for entry in params["databases"]:
-        own = dict(shared)
-        own.update({key: value for key, value in entry.items() if value is not None and key != "name"})
+    progress = os.environ.get(PROGRESS_ENV) or ""
+    for index, (entry, own) in enumerate(_entries(params)):
         MigrateOptions.from_params(own)
-        jobs.append((direction, str(entry["name"]), own, check_mode, want_diff))
+        jobs.append(_Job(direction, str(entry["name"]), own, check_mode, want_diff, "%s.%d" % (progress, index) if progress else ""))
     workers = max(1, min(int(params.get("parallel") or 1), len(jobs)))
     if workers == 1:
         outcomes = [_migrate_one(job) for job in jobs]
     else:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            outcomes = pool.map(_migrate_one, jobs, chunksize=1)
+        outcomes = run_forked(_migrate_one, jobs, workers, _lost)
     result.update(databases=outcomes, changed=any(outcome["changed"] for outcome in outcomes), duration=elapsed(started))
+    diffs = [outcome.pop("diff") for outcome in outcomes if isinstance(outcome.get("diff"), dict)]
+    if diffs:  # Ansible shows a list of diffs one after the other, each under its database's header
+        result["diff"] = diffs
     failed = [outcome["name"] for outcome in outcomes if outcome["failed"]]
     if failed:
         raise FleetError(
@@ -405,18 +412,51 @@ def _migrate_many(direction: str, params: dict[str, Any], check_mode: bool, want
         )
 
 
-def _migrate_one(job: tuple[str, str, dict[str, Any], bool, bool]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Job:
+    """One database of _migrate_many."""
+
+    direction: str
+    name: str
+    params: dict[str, Any]
+    check_mode: bool
+    want_diff: bool
+    progress: str  # its own progress file (the action plugin shows one line per database), "" for none
+
+
+def _migrate_one(job: _Job) -> dict[str, Any]:
     """One database of _migrate_many: its result, never an exception (a failure is in the entry)."""
-    direction, name, params, check_mode, want_diff = job
-    one: dict[str, Any] = {"name": name, "changed": False}
+    one: dict[str, Any] = {"name": job.name, "changed": False}
+    before = os.environ.get(PROGRESS_ENV)
+    if job.progress:
+        os.environ[PROGRESS_ENV] = job.progress
     try:
-        _migrate(direction, params, check_mode, want_diff, one)
+        _migrate(job.direction, job.params, job.check_mode, job.want_diff, one)
         one["failed"] = False
     except FleetError as exc:
-        one.update(failed=True, msg=scrub(str(exc), params.get("password")))
+        one.update(failed=True, msg=scrub(str(exc), job.params.get("password")))
     except Exception as exc:  # a bug: the other databases go on, and this one says what happened
-        one.update(failed=True, msg=scrub("unexpected %s: %s" % (type(exc).__name__, exc), params.get("password")))
+        one.update(failed=True, msg=scrub("unexpected %s: %s" % (type(exc).__name__, exc), job.params.get("password")))
+    finally:
+        if job.progress:
+            with contextlib.suppress(OSError):
+                os.unlink(job.progress)  # done: no more lines for this database
+            if before is None:
+                os.environ.pop(PROGRESS_ENV, None)
+            else:
+                os.environ[PROGRESS_ENV] = before
     return one
+
+
+def _lost(job: _Job, how: str) -> dict[str, Any]:
+    """The entry of a database whose process ended without a result: nothing is known of where it is."""
+    return {
+        "name": job.name,
+        "changed": False,
+        "failed": True,
+        "msg": "the %s of %s ended without a result (its process %s): read where the database is (alembic_status) before anything else."
+        % (job.direction, job.name, how),
+    }
 
 
 def _review_downgrade(refuse: frozenset[str], floor: str | None, steps: list[Step], result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -83,11 +83,15 @@ def upgrade_summary(result: Mapping[str, Any], check_mode: bool) -> str:
 
 
 def upgrade_many_summary(result: Mapping[str, Any], check_mode: bool) -> str:
-    """alembic_upgrade with `databases`: "<name>: <its line>" for each, joined by "; "."""
+    """alembic_upgrade with `databases`: "<name>: <its line>" for each, joined by "; ". Each entry gets its own line
+    as its `summary` too (the fleet role prints a line per database)."""
     databases = result.get("databases")
     if not isinstance(databases, list):
         return upgrade_summary(result, check_mode)
-    return "; ".join("%s: %s" % (entry.get("name"), upgrade_summary(entry, check_mode)) for entry in databases) or "no database"
+    for entry in databases:
+        if isinstance(entry, dict):
+            entry["summary"] = upgrade_summary(entry, check_mode)
+    return "; ".join("%s: %s" % (entry.get("name"), entry.get("summary")) for entry in databases) or "no database"
 
 
 def downgrade_summary(result: Mapping[str, Any], check_mode: bool) -> str:

@@ -146,6 +146,19 @@ def test_the_reporter_shows_a_line_every_interval_and_nothing_for_a_short_step(t
         assert abs(moment - 0.3 * number) < 0.15, moments
 
 
+def test_a_call_over_several_databases_shows_one_line_per_database_at_work(tmp_path: Path) -> None:
+    path = tmp_path / "progress.json"
+    seen: list[str] = []
+    Progress("%s.0" % path).step("backup", "9.0 MB dumped")  # equities at work; algorithms (1) not started or done
+    Progress("%s.2" % path).step("upgrade", "revision 3 of 7")
+    reporter = plugin.Reporter("db1", "upgrade", str(path), 0.3, seen.append, databases=["equities", "algorithms", "ledger"])
+    reporter.start()
+    time.sleep(0.45)
+    reporter.stop()
+    assert [line.split(" running ")[0] for line in seen] == ["db1/equities: backup", "db1/ledger: upgrade"], seen
+    assert seen[0].endswith(", 9.0 MB dumped") and seen[1].endswith(", revision 3 of 7"), seen
+
+
 def test_pg_restore_verbose_lines_become_progress_and_stay_out_of_errors(tmp_path: Path) -> None:
     path = tmp_path / "progress.json"
     counter = _RestoreCounter(Progress(str(path)), total=4)

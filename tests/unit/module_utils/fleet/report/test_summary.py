@@ -31,6 +31,7 @@ def test_upgrade_of_several_databases_says_each_by_name() -> None:
     result = {"changed": True, "databases": [dict(done, name="equities"), dict(failed, name="algorithms")]}
     line = summary.upgrade_many_summary(result, False)
     assert line == "equities: upgraded a -> b (1 revision); algorithms: upgrade failed: target 'ffff' is not a revision of this project"
+    assert [entry["summary"] for entry in result["databases"]] == ["upgraded a -> b (1 revision)", line.split("; algorithms: ")[1]]
     assert summary.upgrade_many_summary({"changed": False, "databases": []}, False) == "no database"
 
 
