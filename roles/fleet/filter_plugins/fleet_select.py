@@ -174,6 +174,17 @@ def fleet_status_entries(
     return entries
 
 
+def fleet_with_connection(entries: Iterable[Entry], databases: Sequence[Entry]) -> list[dict[str, Any]]:
+    """The `databases` argument of the host's one alembic_upgrade call: each planned entry (kept as a fact, so it holds
+    no secret; `index` is its place in fleet_databases) with that database's url and password, added in the call's
+    arguments only (the module declares the password no_log)."""
+    calls = []
+    for planned in entries:
+        database = databases[int(planned["index"])]
+        calls.append({**{key: value for key, value in planned.items() if key != "index"}, "url": database["url"], "password": database.get("password")})
+    return calls
+
+
 def fleet_missing_ini(databases: Iterable[Entry], project_root: str) -> list[str]:
     """One sentence for each entry whose alembic_ini is not a file (checked on the control node, where the modules of
     a local connection read it): which entry, the path as given, and where that led."""
@@ -242,6 +253,7 @@ class FilterModule:
             "fleet_idle_outcomes": fleet_idle_outcomes,
             "fleet_entry": fleet_entry,
             "fleet_status_entries": fleet_status_entries,
+            "fleet_with_connection": fleet_with_connection,
             "fleet_missing_ini": fleet_missing_ini,
             "fleet_plans": fleet_plans,
             "fleet_rows": fleet_rows,

@@ -219,3 +219,16 @@ def test_negative_names_each_negative_option_with_its_fix() -> None:
 def test_every_filter_is_registered() -> None:
     filters = fs.FilterModule().filters()
     assert {name for name in vars(fs) if name.startswith("fleet_")} == set(filters)
+
+
+def test_the_planned_upgrades_get_their_connection_only_in_the_call() -> None:
+    planned = [
+        {"index": 2, "name": "reports", "config": "/r/alembic.ini", "target": "head", "record": {"name": "reports"}},
+        {"index": 0, "name": "equities", "config": "/e/alembic.ini", "target": "head", "backup": None},
+    ]
+    calls = fs.fleet_with_connection(planned, DATABASES)
+    assert [call["name"] for call in calls] == ["reports", "equities"]
+    reports = {"name": "reports", "config": "/r/alembic.ini", "target": "head", "record": {"name": "reports"}}
+    assert calls[0] == {**reports, "url": "sqlite:////tmp/r.db", "password": None}
+    assert (calls[1]["url"], calls[1]["password"], "index" in calls[1]) == ("postgresql://u@h/e", "s3cret", False)
+    assert "password" not in planned[1] and "url" not in planned[1]  # the fact itself holds no secret
